@@ -1,0 +1,1 @@
+"""Anno evaluators: anachronism detection, dating, probes, LM metrics. Imports engine/, never training/."""

@@ -1,0 +1,40 @@
+"""Shared pytest setup: opt-in markers (gpu, network) and paths to the shared corpus mirror."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+MIRROR = Path(os.environ.get("ANNO_MIRROR", ROOT.parent / "shared" / "corpus"))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-gpu", action="store_true", help="run tests marked gpu")
+    parser.addoption("--run-network", action="store_true", help="run tests marked network")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    reasons = {}
+    if not (config.getoption("--run-gpu") and torch.cuda.is_available()):
+        reasons["gpu"] = "gpu: needs --run-gpu and a CUDA device (none here)" if not torch.cuda.is_available() \
+            else "gpu: pass --run-gpu to run"
+    if not config.getoption("--run-network"):
+        reasons["network"] = "network: pass --run-network (needs internet / HF_TOKEN)"
+    for item in items:
+        for mark, why in reasons.items():
+            if mark in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=why))
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The local mirror of the raw sources (../shared/corpus); skip cleanly when it is absent."""
+    if not (MIRROR / "sources.jsonl").exists():
+        pytest.skip(f"no corpus mirror at {MIRROR} (set ANNO_MIRROR)")
+    return MIRROR

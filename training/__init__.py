@@ -1,0 +1,1 @@
+"""Anno training: the dated-corpus pipeline and the training loop. Imports engine/, never ui/."""
