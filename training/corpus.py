@@ -1,0 +1,165 @@
+"""Corpus build driver (one function per user action: build, report, read documents).
+
+`build_corpus(CorpusConfig)` runs the datatrove stages of training/pipeline.py into a hidden partial
+folder next to the output and renames it into place only when everything succeeded: an interrupted or
+failed build leaves the previous corpus untouched and nothing half-written.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from datatrove.executor import LocalPipelineExecutor
+
+from training import pipeline as P
+from training.clean import CleanConfig
+from training.documents import DocumentConfig, validation_ids
+from training.extract import ExtractConfig
+from training.fetch import FetchConfig
+from training.manifest import Selection, read_manifest
+from training.report import build_report, render_markdown, write_json_atomic
+
+log = logging.getLogger("anno.corpus")
+SPLITS = ("train", "validation")
+
+
+class CorpusError(Exception):
+    """The build as a whole cannot go on (nothing selected, --strict with errors, no output)."""
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    manifest: str = "training/sources.jsonl"
+    out: str = "data/corpus"
+    mirror: str | None = None
+    cache_dir: str = "data/cache/sources"
+    selection: Selection = field(default_factory=Selection)
+    workers: int = 2
+    tasks: int = 0  # 0: derived, four per worker (fewer when there are fewer sources) to balance big texts
+    strict: bool = False  # any per-source error fails the build
+    val_fraction: float = 0.05
+    seed: int = 0
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    docs: DocumentConfig = field(default_factory=DocumentConfig)
+
+    def __post_init__(self):
+        if not 1 <= self.workers <= 256:
+            raise ValueError(f"workers={self.workers} must be in 1..256")
+        if not 0 <= self.tasks <= 100_000:
+            raise ValueError(f"tasks={self.tasks} must be in 0..100000 (0 = derived from workers)")
+        if not 0.0 <= self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction={self.val_fraction} must be in [0, 0.5)")
+
+
+def _balanced_shards(records: list[dict], tasks: int) -> list[list[dict]]:
+    """Longest-processing-time assignment by bytes, so one big novel does not leave a worker idle."""
+    shards: list[list[dict]] = [[] for _ in range(tasks)]
+    loads = [0] * tasks
+    for rec in sorted(records, key=lambda r: -sum(f.get("bytes") or 0 for f in r["files"])):
+        i = loads.index(min(loads))
+        shards[i].append(rec)
+        loads[i] += sum(f.get("bytes") or 0 for f in rec["files"])
+    return shards
+
+
+def _run(name: str, steps, tasks: int, workers: int, work: Path, step: int, total: int, timings: dict):
+    t = time.time()
+    log.info("[%d/%d] %s: %d task(s) on %d worker(s)", step, total, name, tasks, min(workers, tasks))
+    LocalPipelineExecutor(steps, tasks=tasks, workers=min(workers, tasks), logging_dir=str(work / "logs" / name),
+                          skip_completed=False).run()
+    timings[name] = round(time.time() - t, 2)
+    log.info("[%d/%d] %s done in %.1fs", step, total, name, timings[name])
+
+
+def _read_jsonl_dir(folder: Path) -> Iterator[dict]:
+    for f in sorted(folder.glob("*.jsonl*")) if folder.exists() else []:
+        opener = gzip.open if f.suffix == ".gz" else open
+        with opener(f, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    yield json.loads(line)
+
+
+def _swap_into_place(tmp: Path, out: Path):
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def build_corpus(cfg: CorpusConfig) -> dict:
+    """Build the corpus described by cfg into cfg.out and return its report (also report.json/.md)."""
+    t0 = time.time()
+    records, manifest_errors = read_manifest(cfg.manifest)  # ManifestError: unreadable manifest
+    selected = [r for r in records if cfg.selection.keeps(r)]
+    if not selected:
+        raise CorpusError(f"no source of {cfg.manifest} matches the selection {asdict(cfg.selection)}")
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    work = tmp / "_work"
+    tasks = cfg.tasks or max(1, min(len(selected), 4 * cfg.workers))
+    fetch = FetchConfig(mirror=cfg.mirror, cache_dir=cfg.cache_dir)
+    timings: dict[str, float] = {}
+    w, n = str(work), 7
+    try:
+        _run("extract", P.stage_extract(w, _balanced_shards(selected, tasks), fetch, cfg.extract, cfg.clean,
+                                        cfg.docs), tasks, cfg.workers, work, 1, n, timings)
+        _run("exact", P.stage_exact(w), 1, 1, work, 2, n, timings)
+        _run("unique", P.stage_unique(w), tasks, cfg.workers, work, 3, n, timings)
+        _run("buckets", P.stage_buckets(w), P.MINHASH.num_buckets, cfg.workers, work, 4, n, timings)
+        _run("cluster", P.stage_cluster(w), 1, 1, work, 5, n, timings)
+        _run("dedup", P.stage_dedup(w), tasks, cfg.workers, work, 6, n, timings)
+        index = list(_read_jsonl_dir(work / "index"))
+        if not index:
+            raise CorpusError("no document survived extraction and filtering; see the errors in the log above")
+        validation = validation_ids([(r["id"], r["decade"]) for r in index], cfg.val_fraction, cfg.seed)
+        _run("split", P.stage_split(w, str(tmp), validation), tasks, cfg.workers, work, 7, n, timings)
+        timings["total"] = round(time.time() - t0, 2)
+        errors = [e.as_dict() for e in manifest_errors] + list(_read_jsonl_dir(work / "errors"))
+        rejects = [r for reason in ("quality", "exact", "near") for r in _read_jsonl_dir(work / "rejects" / reason)]
+        report = build_report(tmp, index, validation, selected, errors, rejects, _config_dict(cfg), timings)
+        if cfg.strict and errors:
+            raise CorpusError(f"--strict: {len(errors)} source error(s), first: {errors[0]['message']}")
+        write_json_atomic(tmp / "report.json", report)
+        (tmp / "report.md").write_text(render_markdown(report), encoding="utf-8")
+        shutil.rmtree(work)
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("corpus: %d documents, %d words from %d texts in %.1fs -> %s", report["totals"]["documents"],
+             report["totals"]["words"], report["totals"]["texts_kept"], timings["total"], out)
+    return report
+
+
+def _config_dict(cfg: CorpusConfig) -> dict:
+    d = asdict(cfg)
+    d["manifest_sha256"] = hashlib.sha256(Path(cfg.manifest).read_bytes()).hexdigest()
+    return d
+
+
+def load_report(corpus_dir: str | Path) -> dict:
+    path = Path(corpus_dir) / "report.json"
+    if not path.exists():
+        raise CorpusError(f"{corpus_dir} is not a built corpus (no report.json); run `cli.py corpus build` first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def iter_documents(corpus_dir: str | Path, split: str = "train") -> Iterator[dict]:
+    """Documents of one split in a stable order (shard by shard)."""
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} must be one of {SPLITS}")
+    load_report(corpus_dir)
+    yield from _read_jsonl_dir(Path(corpus_dir) / split)
