@@ -33,6 +33,46 @@ def _corpus_report(a) -> int:
     return 0
 
 
+def _tokenizer_train(a) -> int:
+    from training.tok_train import train_corpus_tokenizer
+
+    report = train_corpus_tokenizer(a.corpus, a.out, a.vocab_size, compare_seed=not a.no_compare,
+                                    log=lambda m: print(m, file=sys.stderr))
+    report = {k: v for k, v in report.items() if k != "comparison"} | {
+        "seed_recipe": {k: report["comparison"]["seed"][k] for k in ("fertility", "bytes_per_token",
+                                                                    "round_trip_failures")}
+        if "seed" in report["comparison"] else None}
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def _train(a) -> int:
+    from training.loop import train
+    from training.train_config import TrainConfig
+
+    if a.resume:
+        info = train(resume=a.resume, max_steps_this_call=a.max_steps_this_call,
+                     log=lambda m: print(m, file=sys.stderr))
+    else:
+        fields = {k: getattr(a, k) for k in ("preset", "corpus", "tokenizer", "out", "max_steps", "batch_size",
+                                             "grad_accum", "lr", "n_ctx", "eval_every", "eval_tokens", "log_every",
+                                             "checkpoint_every", "keep_last", "seed", "compile", "tracker",
+                                             "warmup_steps", "dropout") if getattr(a, k) is not None}
+        info = train(TrainConfig(**fields), max_steps_this_call=a.max_steps_this_call,
+                     log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps({k: info.get(k) for k in ("status", "step", "params", "initial_eval", "final_eval",
+                                               "bpb_ratio_vs_untrained")}, indent=1))
+    return 0
+
+
+def _import_checkpoint(a) -> int:
+    from engine.checkpoint import import_nanogpt
+
+    out = import_nanogpt(a.file, a.out, tokenizer_dir=a.tokenizer, n_head=a.n_head)
+    print(json.dumps({"out": str(out)}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cli.py", description="Anno: period language models, London 1500-1850.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -57,6 +97,46 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("corpus", help="corpus folder")
     r.add_argument("--json", action="store_true", help="JSON instead of Markdown")
     r.set_defaults(func=_corpus_report)
+
+    tok = sub.add_parser("tokenizer", help="train the byte-level BPE tokenizer").add_subparsers(dest="action",
+                                                                                              required=True)
+    t = tok.add_parser("train", help="train on a built corpus and report on its validation split")
+    t.add_argument("--corpus", default="data/corpus")
+    t.add_argument("--vocab-size", type=int, default=32_000)
+    t.add_argument("--out", default="runs/tok")
+    t.add_argument("--no-compare", action="store_true", help="skip training the seed recipe for comparison")
+    t.set_defaults(func=_tokenizer_train)
+
+    tr = sub.add_parser("train", help="train a GPT model (fresh with --preset, or --resume RUN)")
+    tr.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
+    tr.add_argument("--preset", help="tiny | small | slm | regular")
+    tr.add_argument("--corpus")
+    tr.add_argument("--tokenizer")
+    tr.add_argument("--out")
+    tr.add_argument("--max-steps", type=int)
+    tr.add_argument("--max-steps-this-call", type=int, help="train this many steps, checkpoint and return")
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--grad-accum", type=int)
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--warmup-steps", type=int)
+    tr.add_argument("--dropout", type=float)
+    tr.add_argument("--n-ctx", type=int)
+    tr.add_argument("--eval-every", type=int)
+    tr.add_argument("--eval-tokens", type=int)
+    tr.add_argument("--log-every", type=int)
+    tr.add_argument("--checkpoint-every", type=int)
+    tr.add_argument("--keep-last", type=int)
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--compile", action="store_true", default=None)
+    tr.add_argument("--tracker", choices=["none", "auto", "trackio", "tensorboard"])
+    tr.set_defaults(func=_train)
+
+    imp = sub.add_parser("import-checkpoint", help="convert a nanoGPT/helloLondon .pt checkpoint to Hub format")
+    imp.add_argument("file")
+    imp.add_argument("--out", required=True)
+    imp.add_argument("--tokenizer", help="tokenizer folder whose special-token ids the model must use")
+    imp.add_argument("--n-head", type=int, help="heads, for bare state dicts that do not record it")
+    imp.set_defaults(func=_import_checkpoint)
     return p
 
 

@@ -278,14 +278,13 @@ def seed_recipe_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     return tok
 
 
-def compare_with_seed(train_texts: Iterable[str], val_texts: Iterable[str], vocab_size: int) -> dict:
-    """Train both recipes on the same texts with the same vocab size; report both on the validation texts."""
+def compare_with_seed(ours, train_texts: Iterable[str], val_texts: Iterable[str]) -> dict:
+    """Train the seed recipe on the same texts at our tokenizer's vocab size; report both on val_texts."""
     train_texts, val_texts = list(train_texts), list(val_texts)
-    ours = _wrap(_train_bpe(train_texts, TokenizerConfig(vocab_size=vocab_size)))
-    seed = seed_recipe_tokenizer(train_texts, vocab_size)
+    seed = seed_recipe_tokenizer(train_texts, len(ours))
     ours_report, seed_report = tokenizer_report(ours, val_texts), tokenizer_report(seed, val_texts)
     return {
-        "vocab_size": vocab_size,
+        "vocab_size": len(ours),
         "train_texts": len(train_texts),
         "val_texts": len(val_texts),
         "ours": ours_report,

@@ -38,3 +38,6 @@ def mirror() -> Path:
     if not (MIRROR / "sources.jsonl").exists():
         pytest.skip(f"no corpus mirror at {MIRROR} (set ANNO_MIRROR)")
     return MIRROR
+
+
+from fixtures import tiny_corpus, tiny_tokenizer  # noqa: E402,F401  (session fixtures shared by test modules)

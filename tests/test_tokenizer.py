@@ -12,6 +12,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from conftest import MIRROR
 from engine.tokenizer import (
+    _train_bpe,
+    _wrap,
     EOT,
     ERA_DECADES,
     MIN_VOCAB_SIZE,
@@ -223,7 +225,7 @@ def test_seed_recipe_loses_information():
 
 def test_compare_with_seed_counts_seed_failures():
     val = ["Thou art in Cheapside, ſir.\n", "café", "he went to Newgate"]
-    c = compare_with_seed(GENERATED, val, 400)
+    c = compare_with_seed(_wrap(_train_bpe(GENERATED, TokenizerConfig(vocab_size=400))), GENERATED, val)
     assert c["ours"]["round_trip_failures"] == 0
     assert c["seed_round_trip_failures"] == c["seed"]["round_trip_failures"] == 2  # only the last survives
     assert c["ours"]["words"] == c["seed"]["words"] == 10
