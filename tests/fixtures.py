@@ -59,3 +59,14 @@ def tiny_tokenizer(tiny_corpus, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tok") / "tok"
     train_corpus_tokenizer(tiny_corpus, out, vocab_size=512, compare_seed=False, log=lambda m: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def full_corpus(tmp_path_factory, mirror) -> Path:
+    """All 197 shared sources built with 2 workers (about a minute): for the acceptance tests."""
+    from training.corpus import CorpusConfig, build_corpus
+
+    root = tmp_path_factory.mktemp("full")
+    build_corpus(CorpusConfig(manifest="training/sources.jsonl", mirror=str(mirror), out=str(root / "corpus"),
+                              cache_dir=str(root / "cache"), workers=2))
+    return root / "corpus"

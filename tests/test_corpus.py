@@ -3,7 +3,6 @@ import gzip
 import hashlib
 import json
 import random
-import shutil
 
 import pytest
 
@@ -160,14 +159,12 @@ def test_cli_build_and_report(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_full_build_meets_the_targets(tmp_path, mirror):
+def test_full_build_meets_the_targets(full_corpus):
     """Acceptance: all 197 shared sources, 2 workers: >=190 texts, >=10M words, every decade 1500s-1840s."""
-    cfg = CorpusConfig(manifest="training/sources.jsonl", mirror=str(mirror), out=str(tmp_path / "corpus"),
-                       cache_dir=str(tmp_path / "cache"), workers=2)
-    report = build_corpus(cfg)
+    report = load_report(full_corpus)
     t = report["totals"]
     assert t["texts_kept"] >= 190 and t["words"] >= 10_000_000, t
     assert t["documents_without_metadata"] == 0 and report["errors"] == []
     assert {str(d) for d in range(1500, 1850, 10)} <= set(report["by_decade"])
     assert all(v["documents"] >= 1 for v in report["splits"].values())
-    shutil.rmtree(tmp_path / "corpus")
+    assert report["timings_s"]["total"] < 300

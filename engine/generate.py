@@ -1,0 +1,309 @@
+"""Streaming text generation: the `GenerationConfig`, token-id generation with a KV cache, and the text stream.
+
+Owns two layers. `generate_ids` yields token ids only (one forward pass per new token after the prompt, the
+model's own KV cache, transformers' logits processors so it picks what `model.generate` picks, a seeded
+`torch.Generator` for sampling, cancellation through a `threading.Event`). `stream` is the layer above: it
+builds the prompt (era token, left truncation), turns ids into text deltas (engine/detok.py), cuts at stop
+strings and ends with a `Finished` event saying why and how much.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from numbers import Real
+
+import torch
+from transformers import (
+    LogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper,
+)
+
+from engine.detok import detokenize, scan_stops
+from engine.tokenizer import EOT, encode_prompt, era_token
+
+FINISH_REASONS = ("eot", "length", "stop_string", "cancelled")
+SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed takes 64-bit seeds
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Decoding settings. temperature 0 is greedy (top_k/top_p then play no part); top_k 0 and top_p 1 and
+    repetition_penalty 1 and no_repeat_ngram_size 0 are off. The same seed gives the same ids (and text);
+    seed None draws a fresh one. year puts the decade's era token in front of the prompt (a year outside
+    1500-1859 gets <|unknown-era|>). Construction checks everything but the context bound; validate(context)
+    adds it."""
+
+    max_new_tokens: int = 200
+    temperature: float = 0.8
+    top_k: int = 50
+    top_p: float = 0.95
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    year: int | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, context: int | None = None) -> None:
+        """Raise ValueError naming the first bad field and its allowed range; context bounds max_new_tokens."""
+        hi = "the model context" if context is None else str(context)
+        n = self.max_new_tokens
+        if not _is_int(n) or n < 1 or (context is not None and n > context):
+            raise ValueError(f"GenerationConfig.max_new_tokens={n!r}: must be an integer in [1, {hi}]")
+        if not _is_real(self.temperature) or self.temperature < 0:
+            raise ValueError(
+                f"GenerationConfig.temperature={self.temperature!r}: must be a number >= 0 (0 = greedy)"
+            )
+        if not _is_int(self.top_k) or self.top_k < 0:
+            raise ValueError(f"GenerationConfig.top_k={self.top_k!r}: must be an integer >= 0 (0 = off)")
+        if not _is_real(self.top_p) or not 0 < self.top_p <= 1:
+            raise ValueError(f"GenerationConfig.top_p={self.top_p!r}: must be a number in (0, 1] (1 = off)")
+        if not _is_real(self.repetition_penalty) or self.repetition_penalty <= 0:
+            raise ValueError(
+                f"GenerationConfig.repetition_penalty={self.repetition_penalty!r}: must be a number > 0 (1 = off)"
+            )
+        if not _is_int(self.no_repeat_ngram_size) or self.no_repeat_ngram_size < 0:
+            raise ValueError(
+                f"GenerationConfig.no_repeat_ngram_size={self.no_repeat_ngram_size!r}: "
+                "must be an integer >= 0 (0 = off)"
+            )
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= SEED_MAX):
+            raise ValueError(f"GenerationConfig.seed={self.seed!r}: must be None or an integer in [0, 2**64 - 1]")
+        if not isinstance(self.stop, tuple) or not all(isinstance(s, str) and s for s in self.stop):
+            raise ValueError(f"GenerationConfig.stop={self.stop!r}: must be a tuple of non-empty strings")
+        if self.year is not None and not _is_int(self.year):
+            raise ValueError(f"GenerationConfig.year={self.year!r}: must be None or an integer year (e.g. 1665)")
+
+
+# ---------------------------------------------------------------------------------------------- ids
+
+
+def model_context(model) -> int:
+    """The model's context length in tokens (GPT-2's n_positions)."""
+    cfg = model.config
+    ctx = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+    if not _is_int(ctx) or ctx < 1:
+        raise ValueError(f"model.config has no usable n_positions/max_position_embeddings (got {ctx!r})")
+    return ctx
+
+
+def logits_processors(cfg: GenerationConfig, processors: Sequence[LogitsProcessor] = ()) -> LogitsProcessorList:
+    """The processors `model.generate` builds for the same settings, in its order (transformers 5.23
+    `_get_logits_processor`): repetition penalty, n-gram ban, then caller-supplied ones (generate merges
+    custom processors there too, before the warpers: a mask applied after top-k could leave only -inf),
+    then, when sampling, temperature, top-k, top-p."""
+    out = LogitsProcessorList()
+    if cfg.repetition_penalty != 1:
+        out.append(RepetitionPenaltyLogitsProcessor(float(cfg.repetition_penalty)))
+    if cfg.no_repeat_ngram_size > 0:
+        out.append(NoRepeatNGramLogitsProcessor(cfg.no_repeat_ngram_size))
+    out.extend(processors)
+    if cfg.temperature > 0:
+        if cfg.temperature != 1:
+            out.append(TemperatureLogitsWarper(float(cfg.temperature)))
+        if cfg.top_k != 0:
+            out.append(TopKLogitsWarper(cfg.top_k))
+        if cfg.top_p < 1:
+            out.append(TopPLogitsWarper(float(cfg.top_p)))
+    return out
+
+
+def _eos_ids(model, eos_id: int | None) -> set[int]:
+    if eos_id is None:
+        eos_id = model.generation_config.eos_token_id
+        if eos_id is None:
+            eos_id = model.config.eos_token_id
+    if eos_id is None:
+        return set()
+    return {int(e) for e in eos_id} if isinstance(eos_id, (list, tuple)) else {int(eos_id)}
+
+
+def generate_ids(
+    model, prompt_ids: Sequence[int], cfg: GenerationConfig, stop_event=None,
+    processors: Sequence[LogitsProcessor] = (), eos_id: int | None = None,
+) -> Generator[int, None, str]:
+    """Yield new token ids one at a time. Stops at the end-of-text id (not yielded; eos_id, default the
+    model's generation_config.eos_token_id), after cfg.max_new_tokens ids, or when stop_event (anything with
+    is_set(), e.g. threading.Event) is set -- checked before every token, so a set event costs at most the
+    token already being computed. The generator's return value (StopIteration.value, or `r = yield from`)
+    is the reason: "eot", "length" or "cancelled". The model must be in eval mode. Bad arguments raise
+    ValueError here, at the call, not at the first next()."""
+    context = model_context(model)
+    cfg.validate(context)
+    if model.training:
+        raise ValueError("model is in training mode (dropout on): call model.eval() before generating")
+    prompt = [int(i) for i in prompt_ids]
+    vocab = model.config.vocab_size
+    if not prompt:
+        raise ValueError("prompt_ids is empty: generation needs at least one token (e.g. the era token or EOT)")
+    if not all(0 <= i < vocab for i in prompt):
+        bad = [i for i in prompt if not 0 <= i < vocab][:5]
+        raise ValueError(f"prompt_ids must be token ids in [0, {vocab - 1}]; got {bad}")
+    # the last new token is never fed back, so n prompt ids + m new ids need n + m - 1 positions
+    if len(prompt) + cfg.max_new_tokens - 1 > context:
+        raise ValueError(
+            f"prompt_ids has {len(prompt)} tokens: with max_new_tokens={cfg.max_new_tokens} at most "
+            f"{context - cfg.max_new_tokens + 1} fit the model context of {context} (stream() truncates)"
+        )
+    return _decode(model, prompt, cfg, stop_event, logits_processors(cfg, processors), _eos_ids(model, eos_id))
+
+
+def _decode(
+    model, prompt: list[int], cfg: GenerationConfig, stop_event, procs: LogitsProcessorList, eos: set[int]
+) -> Generator[int, None, str]:
+    device = model.device
+    gen = None
+    if cfg.temperature > 0:
+        gen = torch.Generator(device=device)
+        if cfg.seed is None:
+            gen.seed()
+        else:
+            gen.manual_seed(cfg.seed)
+    seq = torch.tensor([prompt], dtype=torch.long, device=device)  # all ids so far: penalties look at them
+    step_input, past = seq, None
+    for _ in range(cfg.max_new_tokens):
+        if stop_event is not None and stop_event.is_set():
+            return "cancelled"
+        # inference_mode per step, never across a yield: the mode is thread state and would leak to the caller
+        with torch.inference_mode():
+            out = model(input_ids=step_input, past_key_values=past, use_cache=True, logits_to_keep=1)
+            past = out.past_key_values
+            scores = procs(seq, out.logits[:, -1].to(dtype=torch.float32))
+            if gen is None:
+                nxt = torch.argmax(scores, dim=-1, keepdim=True)
+            else:
+                nxt = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=gen)
+            token = int(nxt)
+            if token in eos:
+                return "eot"
+            seq = torch.cat([seq, nxt], dim=1)
+            step_input = nxt
+        yield token
+    return "length"
+
+
+# ---------------------------------------------------------------------------------------------- text
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New text since the previous event; never empty."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event. text == the concatenation of all TextDelta texts (cut before a stop string when
+    finish_reason is "stop_string"). prompt_tokens counts what the model saw (era token included);
+    dropped_tokens how many were cut from the left of a prompt too long for the context."""
+
+    text: str
+    finish_reason: str  # one of FINISH_REASONS
+    prompt_tokens: int
+    generated_tokens: int
+    prompt_truncated: bool
+    dropped_tokens: int
+    generated_ids: tuple[int, ...]
+
+
+StreamEvent = TextDelta | Finished
+
+
+def _eot_id(tok) -> int:
+    eot = tok.backend_tokenizer.token_to_id(EOT)
+    eot = eot if eot is not None else tok.eos_token_id
+    if eot is None:
+        raise ValueError(f"tokenizer has neither {EOT} nor an eos token: generation could not stop at a text end")
+    return eot
+
+
+def prompt_ids(tok, prompt: str, cfg: GenerationConfig, context: int) -> tuple[list[int], int]:
+    """(ids to feed, number dropped). The era token for cfg.year goes in front; an empty prompt is just the
+    era token, or <|endoftext|> (what every training document follows) without a year. A prompt longer than
+    max(1, context - max_new_tokens) loses tokens from the left; the era token stays in front."""
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+    ids = encode_prompt(tok, prompt, cfg.year)
+    era_id = tok.backend_tokenizer.token_to_id(era_token(cfg.year)) if cfg.year is not None else None
+    era = [] if era_id is None else [era_id]  # encode_prompt put it in front exactly when it exists
+    if not ids:
+        ids = [_eot_id(tok)]
+    budget = max(1, context - cfg.max_new_tokens)
+    if len(ids) <= budget:
+        return ids, 0
+    keep = budget - len(era)
+    kept = era + (ids[len(ids) - keep:] if keep > 0 else [])
+    return kept, len(ids) - len(kept)
+
+
+def stream(
+    model, tok, prompt: str, cfg: GenerationConfig, stop_event=None,
+    processors: Sequence[LogitsProcessor] = (), skip_special_tokens: bool = False,
+) -> Iterator[StreamEvent]:
+    """Generate from a text prompt: TextDelta events as text becomes final, then one Finished event.
+
+    Deltas never split a UTF-8 character and add up to tok.decode(generated ids) exactly, except that a
+    stop string from cfg.stop ends generation and it and everything after it are left out; text that could
+    be the start of a stop string is held back until the next token settles it. Bad arguments raise
+    ValueError at the call."""
+    context = model_context(model)
+    cfg.validate(context)
+    ids, dropped = prompt_ids(tok, prompt, cfg, context)
+    it = generate_ids(model, ids, cfg, stop_event, processors, eos_id=_eot_id(tok))
+    return _events(tok, it, cfg.stop, skip_special_tokens, len(ids), dropped)
+
+
+def _events(
+    tok, it: Generator[int, None, str], stops: tuple[str, ...], skip_special_tokens: bool, n_prompt: int, dropped: int
+) -> Iterator[StreamEvent]:
+    generated: list[int] = []
+    reason = None
+
+    def source() -> Iterator[int]:
+        nonlocal reason
+        try:
+            while True:
+                try:
+                    token = next(it)
+                except StopIteration as done:
+                    reason = done.value
+                    return
+                generated.append(token)
+                yield token
+        finally:
+            it.close()
+
+    src = source()
+    deltas = detokenize(tok, src, skip_special_tokens)
+    text, released = "", 0
+    try:
+        for delta in deltas:
+            text += delta
+            stop_at, safe = scan_stops(text, stops, released)
+            if safe > released:
+                yield TextDelta(text[released:safe])
+                released = safe
+            if stop_at is not None:
+                reason, text = "stop_string", text[:stop_at]
+                break
+    finally:
+        deltas.close()
+        src.close()
+    if released < len(text):  # generation over: a held-back possible stop start is plain text after all
+        yield TextDelta(text[released:])
+    yield Finished(
+        text=text, finish_reason=reason, prompt_tokens=n_prompt, generated_tokens=len(generated),
+        prompt_truncated=dropped > 0, dropped_tokens=dropped, generated_ids=tuple(generated),
+    )
