@@ -121,7 +121,7 @@ def test_gpt2_init_and_dropout():
     assert block.attn.c_proj.weight.std().item() == pytest.approx(0.02 / math.sqrt(8), rel=0.05)
     assert torch.count_nonzero(block.attn.c_attn.bias).item() == 0
     assert (model.config.resid_pdrop, model.config.embd_pdrop, model.config.attn_pdrop) == (0.1, 0.1, 0.1)
-    assert model.config.activation_function == "gelu_new"
+    assert model.config.activation_function == "gelu"
 
 
 def test_flops_per_token():

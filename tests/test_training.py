@@ -195,3 +195,30 @@ def test_lr_schedule():
     assert lr_factor(10, c) == pytest.approx(1.0) and lr_factor(100, c) == pytest.approx(0.1)
     assert lr_factor(55, c) == pytest.approx(0.55)
     assert TrainConfig(max_steps=300).resolve().warmup_steps == 15
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(tiny_corpus, tiny_tokenizer, tmp_path):
+    """Two CPU processes, DDP over gloo, launched by accelerate (torchrun under the hood), run, and the
+    checkpoint and exported model load again. accelerate's own `--cpu --num_processes 2` starts ONE process
+    unless an MPI hostfile is given (accelerate/commands/launch.py: simple_launcher), so the working
+    spelling is ACCELERATE_USE_CPU=1 with --multi_gpu, which accelerate turns into MULTI_CPU + gloo."""
+    from transformers import AutoModelForCausalLM
+
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "cli.py"), "train",
+           "--preset", "tiny", "--corpus", str(tiny_corpus), "--tokenizer", str(tiny_tokenizer), "--out", str(run),
+           "--n-ctx", "32", "--batch-size", "4", "--max-steps", "6", "--max-steps-this-call", "4",
+           "--eval-every", "2", "--eval-tokens", "256", "--log-every", "1", "--checkpoint-every", "2"]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((run / "run.json").read_text())
+    assert info["processes"] == 2 and info["status"] == "paused" and info["step"] == 4
+    ckpt = C.latest_checkpoint(run)
+    assert ckpt.name == "step_0000004" and {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in ckpt.iterdir()}
+    tokens_per_step = [m["tokens"] for m in C.read_metrics(run) if m["kind"] == "train"]
+    assert tokens_per_step[:2] == [2 * 4 * 32, 2 * 2 * 4 * 32]  # both ranks' batches count
+    AutoModelForCausalLM.from_pretrained(run / "model")
+    assert train(resume=run, log=quiet)["step"] == 6  # a 2-process checkpoint resumes in one process

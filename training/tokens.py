@@ -134,7 +134,7 @@ def sample_batch(tokens: np.ndarray, batch_size: int, ctx: int, gen: torch.Gener
     starts = torch.randint(len(tokens) - ctx - 1, (batch_size,), generator=gen).tolist()
     chunk = np.stack([tokens[s:s + ctx + 1].astype(np.int64) for s in starts])
     t = torch.from_numpy(chunk)
-    return t[:, :-1], t[:, 1:]
+    return t[:, :-1].contiguous(), t[:, 1:].contiguous()
 
 
 def eval_windows(data: TokenData, ctx: int, max_tokens: int) -> list[int]:

@@ -1,0 +1,42 @@
+"""CLI subcommands beyond the corpus: tokenizer train, train (fresh, pause, resume), import-checkpoint."""
+import json
+
+import torch
+
+import cli
+
+
+def last_json(out: str) -> dict:
+    return json.loads(out[out.index("{"):])
+
+
+def test_tokenizer_train_and_train_and_resume(tiny_corpus, tmp_path, capsys):
+    tok = tmp_path / "tok"
+    assert cli.main(["tokenizer", "train", "--corpus", str(tiny_corpus), "--vocab-size", "400", "--out", str(tok)]) == 0
+    r = last_json(capsys.readouterr().out)
+    assert r["vocab_size"] == 400 and r["validation_round_trip_failures"] == 0
+    assert r["seed_recipe"]["round_trip_failures"] >= 0 and "fertility" in r["seed_recipe"]
+    run = tmp_path / "run"
+    args = ["train", "--preset", "tiny", "--corpus", str(tiny_corpus), "--tokenizer", str(tok), "--out", str(run),
+            "--n-ctx", "32", "--batch-size", "2", "--max-steps", "4", "--eval-every", "2", "--eval-tokens", "128"]
+    assert cli.main(args + ["--max-steps-this-call", "2"]) == 0
+    assert last_json(capsys.readouterr().out)["status"] == "paused"
+    assert cli.main(["train", "--resume", str(run)]) == 0
+    out = last_json(capsys.readouterr().out)
+    assert out["status"] == "completed" and out["step"] == 4
+    assert cli.main(args) == 2  # the folder holds a run already
+    assert "already holds a run" in capsys.readouterr().err
+    assert cli.main(["train", "--preset", "huge"]) == 2
+    assert "preset='huge' is unknown" in capsys.readouterr().err
+
+
+def test_import_checkpoint(tmp_path, capsys):
+    from nanogpt_reference import GPT, GPTConfig
+
+    ref = GPT(GPTConfig(block_size=16, vocab_size=300, n_layer=1, n_head=2, n_embd=16, dropout=0.0, bias=True))
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"model": ref.state_dict(), "model_args": dict(n_layer=1, n_head=2, n_embd=16, block_size=16,
+                                                             bias=True, vocab_size=300, dropout=0.0)}, ckpt)
+    assert cli.main(["import-checkpoint", str(ckpt), "--out", str(tmp_path / "hf")]) == 0
+    assert (tmp_path / "hf" / "model.safetensors").exists() and last_json(capsys.readouterr().out)["out"]
+    assert cli.main(["import-checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x")]) == 2
