@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 
@@ -73,6 +74,30 @@ def _import_checkpoint(a) -> int:
     return 0
 
 
+def _generate(a) -> int:
+    from engine.generate import Finished, GenerationConfig, stream
+    from engine.loading import load
+
+    cfg = GenerationConfig(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
+                           repetition_penalty=a.repetition_penalty, no_repeat_ngram_size=a.no_repeat_ngram_size,
+                           seed=a.seed, stop=tuple(a.stop or ()), year=a.year)
+    m = load(a.model, a.revision)
+    final = None
+    for ev in stream(m.model, m.tokenizer, a.prompt, cfg):
+        if isinstance(ev, Finished):
+            final = ev
+        elif a.stream:
+            print(ev.text, end="", flush=True)
+    if a.stream:
+        print()
+    else:
+        print(a.prompt + final.text)
+    info = {"finish_reason": final.finish_reason, "prompt_tokens": final.prompt_tokens,
+            "generated_tokens": final.generated_tokens, "prompt_truncated": final.prompt_truncated}
+    print(json.dumps(info), file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cli.py", description="Anno: period language models, London 1500-1850.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -131,6 +156,22 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--tracker", choices=["none", "auto", "trackio", "tensorboard"])
     tr.set_defaults(func=_train)
 
+    g = sub.add_parser("generate", help="generate text from a model (run folder, model folder or Hub id)")
+    g.add_argument("--model", required=True)
+    g.add_argument("--revision", help="Hub revision (branch, tag or commit) for a Hub id")
+    g.add_argument("--prompt", default="")
+    g.add_argument("--year", type=int, help="era conditioning: the decade token of this year goes first")
+    g.add_argument("--max-new-tokens", type=int, default=100)
+    g.add_argument("--temperature", type=float, default=0.8)
+    g.add_argument("--top-k", type=int, default=50)
+    g.add_argument("--top-p", type=float, default=0.95)
+    g.add_argument("--repetition-penalty", type=float, default=1.0)
+    g.add_argument("--no-repeat-ngram-size", type=int, default=0)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--stop", nargs="*", help="stop strings")
+    g.add_argument("--stream", action="store_true", help="print text as it is generated")
+    g.set_defaults(func=_generate)
+
     imp = sub.add_parser("import-checkpoint", help="convert a nanoGPT/helloLondon .pt checkpoint to Hub format")
     imp.add_argument("file")
     imp.add_argument("--out", required=True)
@@ -143,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # per-file weight-loading bars are noise here
+    if args.command != "corpus":
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
     try:
         return args.func(args)
     except (ValueError, OSError) as e:

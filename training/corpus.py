@@ -6,19 +6,17 @@ failed build leaves the previous corpus untouched and nothing half-written.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import logging
 import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from datatrove.executor import LocalPipelineExecutor
 
+from engine.corpus_io import CorpusError, iter_documents, load_report, read_jsonl_dir  # noqa: F401 (re-exported)
 from training import pipeline as P
 from training.clean import CleanConfig
 from training.documents import DocumentConfig, validation_ids
@@ -28,11 +26,6 @@ from training.manifest import Selection, read_manifest
 from training.report import build_report, render_markdown, write_json_atomic
 
 log = logging.getLogger("anno.corpus")
-SPLITS = ("train", "validation")
-
-
-class CorpusError(Exception):
-    """The build as a whole cannot go on (nothing selected, --strict with errors, no output)."""
 
 
 @dataclass(frozen=True)
@@ -80,15 +73,6 @@ def _run(name: str, steps, tasks: int, workers: int, work: Path, step: int, tota
     log.info("[%d/%d] %s done in %.1fs", step, total, name, timings[name])
 
 
-def _read_jsonl_dir(folder: Path) -> Iterator[dict]:
-    for f in sorted(folder.glob("*.jsonl*")) if folder.exists() else []:
-        opener = gzip.open if f.suffix == ".gz" else open
-        with opener(f, "rt", encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    yield json.loads(line)
-
-
 def _swap_into_place(tmp: Path, out: Path):
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     if out.exists():
@@ -121,14 +105,14 @@ def build_corpus(cfg: CorpusConfig) -> dict:
         _run("buckets", P.stage_buckets(w), P.MINHASH.num_buckets, cfg.workers, work, 4, n, timings)
         _run("cluster", P.stage_cluster(w), 1, 1, work, 5, n, timings)
         _run("dedup", P.stage_dedup(w), tasks, cfg.workers, work, 6, n, timings)
-        index = list(_read_jsonl_dir(work / "index"))
+        index = list(read_jsonl_dir(work / "index"))
         if not index:
             raise CorpusError("no document survived extraction and filtering; see the errors in the log above")
         validation = validation_ids([(r["id"], r["decade"]) for r in index], cfg.val_fraction, cfg.seed)
         _run("split", P.stage_split(w, str(tmp), validation), tasks, cfg.workers, work, 7, n, timings)
         timings["total"] = round(time.time() - t0, 2)
-        errors = [e.as_dict() for e in manifest_errors] + list(_read_jsonl_dir(work / "errors"))
-        rejects = [r for reason in ("quality", "exact", "near") for r in _read_jsonl_dir(work / "rejects" / reason)]
+        errors = [e.as_dict() for e in manifest_errors] + list(read_jsonl_dir(work / "errors"))
+        rejects = [r for reason in ("quality", "exact", "near") for r in read_jsonl_dir(work / "rejects" / reason)]
         report = build_report(tmp, index, validation, selected, errors, rejects, _config_dict(cfg), timings)
         if cfg.strict and errors:
             raise CorpusError(f"--strict: {len(errors)} source error(s), first: {errors[0]['message']}")
@@ -148,18 +132,3 @@ def _config_dict(cfg: CorpusConfig) -> dict:
     d = asdict(cfg)
     d["manifest_sha256"] = hashlib.sha256(Path(cfg.manifest).read_bytes()).hexdigest()
     return d
-
-
-def load_report(corpus_dir: str | Path) -> dict:
-    path = Path(corpus_dir) / "report.json"
-    if not path.exists():
-        raise CorpusError(f"{corpus_dir} is not a built corpus (no report.json); run `cli.py corpus build` first")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def iter_documents(corpus_dir: str | Path, split: str = "train") -> Iterator[dict]:
-    """Documents of one split in a stable order (shard by shard)."""
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r} must be one of {SPLITS}")
-    load_report(corpus_dir)
-    yield from _read_jsonl_dir(Path(corpus_dir) / split)
