@@ -80,7 +80,7 @@ def _generate(a) -> int:
 
     cfg = GenerationConfig(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
                            repetition_penalty=a.repetition_penalty, no_repeat_ngram_size=a.no_repeat_ngram_size,
-                           seed=a.seed, stop=tuple(a.stop or ()), year=a.year)
+                           seed=a.seed, stop=tuple(a.stop or ()), year=a.year, lock_year=a.lock_year)
     m = load(a.model, a.revision)
     final = None
     for ev in stream(m.model, m.tokenizer, a.prompt, cfg):
@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--revision", help="Hub revision (branch, tag or commit) for a Hub id")
     g.add_argument("--prompt", default="")
     g.add_argument("--year", type=int, help="era conditioning: the decade token of this year goes first")
+    g.add_argument("--lock-year", type=int, help="time lock: forbid words first attested after this year")
     g.add_argument("--max-new-tokens", type=int, default=100)
     g.add_argument("--temperature", type=float, default=0.8)
     g.add_argument("--top-k", type=int, default=50)

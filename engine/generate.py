@@ -51,6 +51,7 @@ class GenerationConfig:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     year: int | None = None
+    lock_year: int | None = None  # time lock: no word first attested after this year (engine/timelock.py)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -84,6 +85,9 @@ class GenerationConfig:
             raise ValueError(f"GenerationConfig.stop={self.stop!r}: must be a tuple of non-empty strings")
         if self.year is not None and not _is_int(self.year):
             raise ValueError(f"GenerationConfig.year={self.year!r}: must be None or an integer year (e.g. 1665)")
+        if self.lock_year is not None and (not _is_int(self.lock_year) or not 1000 <= self.lock_year <= 2100):
+            raise ValueError(f"GenerationConfig.lock_year={self.lock_year!r}: must be None or an integer in "
+                             f"[1000, 2100]")
 
 
 # ---------------------------------------------------------------------------------------------- ids
@@ -248,6 +252,14 @@ def prompt_ids(tok, prompt: str, cfg: GenerationConfig, context: int) -> tuple[l
     return kept, len(ids) - len(kept)
 
 
+def with_time_lock(tok, cfg: GenerationConfig, processors: Sequence[LogitsProcessor]) -> tuple:
+    """The caller's processors, plus the time lock when cfg.lock_year is set."""
+    if cfg.lock_year is None:
+        return tuple(processors)
+    from engine.timelock import TimeLock
+    return (*processors, TimeLock(tok, cfg.lock_year))
+
+
 def stream(
     model, tok, prompt: str, cfg: GenerationConfig, stop_event=None,
     processors: Sequence[LogitsProcessor] = (), skip_special_tokens: bool = False,
@@ -260,6 +272,7 @@ def stream(
     ValueError at the call."""
     context = model_context(model)
     cfg.validate(context)
+    processors = with_time_lock(tok, cfg, processors)
     ids, dropped = prompt_ids(tok, prompt, cfg, context)
     it = generate_ids(model, ids, cfg, stop_event, processors, eos_id=_eot_id(tok))
     return _events(tok, it, cfg.stop, skip_special_tokens, len(ids), dropped)

@@ -1,0 +1,144 @@
+"""Time-locked decoding: a logits processor that keeps a model from writing any word whose earliest evidence
+(engine/lexicon.tsv) is after a chosen year.
+
+Words, not tokens, are dated, and BPE writes a word in pieces (" tele" + "graph" + ","), so the processor
+works on the word being written:
+  * every token is classified once per (tokenizer, year): its leading letters (which extend the word in
+    progress), whether it ends that word inside itself, and whether a complete word inside it is banned;
+  * at each step the word in progress P (letters since the last boundary, from the decoded tail) and the
+    words before it are read; the banned forms that start with P are found by bisection in a sorted list
+    (the trie over forms), and any token that would *finish* one of them is forbidden: a token whose
+    leading letters complete it and then end the word, or, when P already is a banned form, every token
+    that ends a word there (space, punctuation, <|endoftext|>). Multiword terms ("steam engine") are
+    forbidden at their last word when the words before match.
+Banned forms: every listed form of an entry dated after the lock year, with the plural/possessive endings
+the detector strips (engine/lexicon.base_forms), except category "polysemous" (old generic senses). The
+lock uses no margin: it is stricter than the detector, which allows a few years of dating slack.
+"""
+from __future__ import annotations
+
+import bisect
+import re
+from functools import lru_cache
+
+import torch
+from transformers import LogitsProcessor
+
+from engine.lexicon import Lexicon, load_lexicon, normalize
+
+_WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*")
+_LEAD = re.compile(r"^[^\W\d_'\u2019]*(?:['\u2019][^\W\d_]+)*")
+TAIL_TOKENS = 24  # decoded tail per step: enough for the word in progress and a 7-word multiword prefix
+
+
+def _inflections(form: str) -> set[str]:
+    head, _, last = form.rpartition(" ")
+    pre = head + " " if head else ""
+    out = {form, f"{form}'s", f"{form}s'", f"{form}s"}
+    if last.endswith(("s", "x", "z", "ch", "sh", "o")):
+        out.add(f"{form}es")
+    if last.endswith("y") and len(last) > 2 and last[-2] not in "aeiou":
+        out.add(pre + last[:-1] + "ies")
+    return out
+
+
+def banned_forms(year: int, lexicon: Lexicon | None = None) -> tuple[frozenset[str], dict[tuple[str, ...], set[str]]]:
+    """(single-word forms, {preceding words: last words}) of every non-polysemous entry dated after year."""
+    if isinstance(year, bool) or not isinstance(year, int) or not 1000 <= year <= 2100:
+        raise ValueError(f"lock_year={year!r} must be an integer in 1000..2100")
+    lexicon = lexicon or load_lexicon()
+    singles, multi = set(), {}
+    for form, entry in lexicon.forms().items():
+        if entry.year <= year or entry.category == "polysemous":
+            continue
+        for f in _inflections(form):
+            words = tuple(f.split(" "))
+            if len(words) == 1:
+                singles.add(f)
+            else:
+                multi.setdefault(words[:-1], set()).add(words[-1])
+    return frozenset(singles), multi
+
+
+class _TokenTable:
+    """Per-(tokenizer, year) classification of the vocabulary."""
+
+    def __init__(self, tok, singles: frozenset[str], vocab_size: int):
+        self.vocab_size = vocab_size
+        self.ends_word = torch.zeros(vocab_size, dtype=torch.bool)  # starts with a non-letter: ends the word in progress
+        self.static = torch.zeros(vocab_size, dtype=torch.bool)  # holds a complete banned word of its own
+        self.finishing: dict[str, list[int]] = {}  # leading letters -> tokens that end the word right after them
+        self.starts_banned = torch.zeros(vocab_size, dtype=torch.bool)  # at a word boundary: writes a whole banned word
+        special = set(tok.all_special_ids)
+        for tid in range(min(vocab_size, len(tok))):
+            if tid in special:
+                self.ends_word[tid] = True
+                continue
+            s = tok.decode([tid], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            lead = _LEAD.match(s).group(0)
+            if not lead:
+                self.ends_word[tid] = True
+            elif len(lead) < len(s):
+                self.finishing.setdefault(normalize(lead), []).append(tid)
+                self.starts_banned[tid] = normalize(lead) in singles
+            rest = s[len(lead):]
+            inner = list(_WORD.finditer(rest))
+            # words wholly inside the token (followed by a non-letter in it) are known now
+            for m in inner:
+                if m.end() < len(rest) and normalize(m.group(0)) in singles:
+                    self.static[tid] = True
+
+
+@lru_cache(maxsize=16)
+def _table(tok, year: int) -> tuple[_TokenTable, tuple[str, ...], dict]:
+    singles, multi = banned_forms(year)
+    vocab = len(tok)
+    return _TokenTable(tok, singles, vocab), tuple(sorted(singles)), multi
+
+
+class TimeLock(LogitsProcessor):
+    """Forbid tokens that would finish a word first attested after `year` (see the module docstring)."""
+
+    def __init__(self, tok, year: int):
+        self.tok, self.year = tok, year
+        self.table, self.sorted_singles, self.multi = _table(tok, year)
+
+    def _banned_after(self, prefix: str, history: tuple[str, ...]) -> list[str]:
+        """Banned forms (single words, plus last words of multiword terms matching history) starting with prefix.
+        At a boundary (prefix "") single words are covered by the precomputed starts_banned mask."""
+        out = []
+        i = bisect.bisect_left(self.sorted_singles, prefix) if prefix else len(self.sorted_singles)
+        while i < len(self.sorted_singles) and self.sorted_singles[i].startswith(prefix):
+            out.append(self.sorted_singles[i])
+            i += 1
+        for k in range(1, min(len(history), 7) + 1):
+            for last in self.multi.get(history[-k:], ()):
+                if last.startswith(prefix):
+                    out.append(last)
+        return out
+
+    def row_mask(self, ids: list[int]) -> torch.Tensor:
+        t = self.table
+        mask = t.static.clone()
+        tail = self.tok.decode(ids[-TAIL_TOKENS:], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        words = [normalize(w) for w in _WORD.findall(tail)]
+        in_word = bool(tail) and bool(_WORD.search(tail[-1:]) or tail[-1] in "'\u2019")
+        prefix = words[-1] if (words and in_word) else ""
+        history = tuple(words[:-1] if prefix else words)
+        if not prefix:
+            mask |= t.starts_banned
+        for form in self._banned_after(prefix, history):
+            rest = form[len(prefix):]
+            if not rest:
+                if prefix:  # the word in progress is itself banned: it may not end here
+                    mask |= t.ends_word
+            else:
+                for tid in t.finishing.get(rest, ()):
+                    mask[tid] = True
+        return mask
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        masks = torch.stack([self.row_mask(row.tolist()) for row in input_ids])
+        if masks.shape[1] < scores.shape[1]:  # model vocab padded beyond the tokenizer's
+            masks = torch.nn.functional.pad(masks, (0, scores.shape[1] - masks.shape[1]))
+        return scores.masked_fill(masks[:, : scores.shape[1]].to(scores.device), float("-inf"))
