@@ -5,8 +5,7 @@ import torch
 
 from engine.tokenizer import encode_document, load_tokenizer
 from training.corpus import iter_documents
-from training.tokens import batch_generator, cache_key, eval_windows, load_tokens, prepare_tokens, sample_batch, \
-    token_byte_lengths
+from training.tokens import batch_generator, cache_key, load_tokens, prepare_tokens, sample_batch
 
 
 def test_shards_match_encode_document_and_are_cached(tiny_corpus, tiny_tokenizer, tmp_path):
@@ -32,15 +31,6 @@ def test_cache_key_changes_with_the_tokenizer(tiny_corpus, tiny_tokenizer, tmp_p
     assert cache_key(tiny_corpus, tiny_tokenizer) == cache_key(tiny_corpus, tiny_tokenizer)
 
 
-def test_token_bytes_count_utf8_exactly(tiny_tokenizer):
-    tok = load_tokenizer(tiny_tokenizer)
-    lengths = token_byte_lengths(tok)
-    text = "Thou art in Cheapside, ſir — café 𝔄 1666!\n\n"
-    ids = tok.backend_tokenizer.encode(text, add_special_tokens=False).ids
-    assert int(lengths[ids].sum()) == len(text.encode("utf-8"))
-    assert lengths[tok.convert_tokens_to_ids("<|endoftext|>")] == 0 and lengths[tok.convert_tokens_to_ids("<|1600s|>")] == 0
-
-
 def test_batches_are_a_function_of_step(tiny_corpus, tiny_tokenizer, tmp_path):
     data = load_tokens(prepare_tokens(tiny_corpus, tiny_tokenizer, tmp_path, log=lambda m: None))
     a = sample_batch(data.train, 4, 16, batch_generator(1, 7, 0, 0))
@@ -50,8 +40,6 @@ def test_batches_are_a_function_of_step(tiny_corpus, tiny_tokenizer, tmp_path):
     assert torch.equal(a[0][:, 1:], a[1][:, :-1])  # targets are inputs shifted by one
     with pytest.raises(ValueError, match="training tokens for a context of"):
         sample_batch(data.train[:10], 1, 16, batch_generator(1, 0, 0, 0))
-    starts = eval_windows(data, 16, 160)
-    assert len(starts) == 10 and starts == sorted(set(starts)) and all(s % 16 == 0 for s in starts)
 
 
 def test_missing_validation_split_is_a_clear_error(tiny_corpus, tiny_tokenizer, tmp_path):

@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -21,8 +22,8 @@ from accelerate.utils import set_seed
 from engine.model import build_model, count_params, flops_per_token, model_config
 from engine.tokenizer import EOT, load_tokenizer, tokenizer_hash
 from training import checkpoints as C
-from training.tokens import batch_generator, eval_windows, load_tokens, prepare_tokens, sample_batch, \
-    token_byte_lengths
+from engine.scoring import score_windows, summarize, token_byte_lengths, window_starts
+from training.tokens import batch_generator, load_tokens, prepare_tokens, sample_batch
 from training.train_config import TrainConfig
 
 # bf16 dense peak FLOP/s by device name, for MFU (vendor datasheets).
@@ -49,36 +50,18 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-@torch.no_grad()
+CENTURIES = [f"{c}s" for c in range(1400, 1900, 100)]
+
+
 def evaluate(model, data, ctx: int, max_tokens: int, token_bytes: torch.Tensor, accelerator) -> dict:
     """Validation loss, perplexity, bits per byte and loss per century over fixed windows (split by rank)."""
-    model.eval()
-    starts = eval_windows(data, ctx, max_tokens)[accelerator.process_index::accelerator.num_processes]
-    device = accelerator.device
-    nll = torch.zeros((), dtype=torch.float64, device=device)
-    n_tok = torch.zeros((), dtype=torch.float64, device=device)
-    n_bytes = torch.zeros((), dtype=torch.float64, device=device)
-    centuries = torch.zeros((5, 2), dtype=torch.float64, device=device)  # 1400s..1800s: [nll, tokens]
-    for s in starts:
-        window = torch.from_numpy(data.validation[s:s + ctx + 1].astype("int64")).to(device)
-        x, y = window[:-1][None], window[1:]
-        with accelerator.autocast():
-            logits = model(x, use_cache=False).logits[0].float()
-        loss = F.cross_entropy(logits, y, reduction="none").double()
-        nll += loss.sum()
-        n_tok += y.numel()
-        n_bytes += token_bytes.to(device)[y].sum()
-        cent = (torch.from_numpy(data.validation_decade[s + 1:s + ctx + 1].astype("int64")).to(device) // 100
-                - 14).clamp(0, 4)
-        centuries[:, 0] += torch.zeros(5, dtype=torch.float64, device=device).index_add_(0, cent, loss)
-        centuries[:, 1] += torch.bincount(cent, minlength=5).double()
-    totals = accelerator.reduce(torch.stack([nll, n_tok, n_bytes]), reduction="sum")
-    centuries = accelerator.reduce(centuries, reduction="sum")
-    model.train()
-    loss = (totals[0] / totals[1]).item()
-    per_century = {f"{1400 + 100 * i}s": round((c[0] / c[1]).item(), 4) for i, c in enumerate(centuries) if c[1] > 0}
-    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50)), "val_bpb": (totals[0] / math.log(2) / totals[2]).item(),
-            "val_tokens": int(totals[1].item()), "val_loss_per_century": per_century}
+    starts = window_starts(len(data.validation), ctx, max_tokens)[accelerator.process_index::accelerator.num_processes]
+    century = (np.asarray(data.validation_decade, dtype=np.int64) // 100 - 14).clip(0, len(CENTURIES) - 1)
+    sums = score_windows(model, data.validation, century, starts, ctx, token_bytes, len(CENTURIES),
+                         accelerator.autocast, accelerator.device)
+    r = summarize(accelerator.reduce(sums, reduction="sum").cpu(), CENTURIES, prefix="val_")
+    r["val_loss_per_century"] = {k: v["loss"] for k, v in r.pop("groups").items()}
+    return r
 
 
 def _trackers(cfg: TrainConfig) -> list[str] | None:

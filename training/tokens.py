@@ -135,23 +135,3 @@ def sample_batch(tokens: np.ndarray, batch_size: int, ctx: int, gen: torch.Gener
     chunk = np.stack([tokens[s:s + ctx + 1].astype(np.int64) for s in starts])
     t = torch.from_numpy(chunk)
     return t[:, :-1].contiguous(), t[:, 1:].contiguous()
-
-
-def eval_windows(data: TokenData, ctx: int, max_tokens: int) -> list[int]:
-    """Start offsets of non-overlapping validation windows, evenly spread over the whole split so every
-    decade is measured, covering at most max_tokens target tokens."""
-    n_windows = max(1, (len(data.validation) - 1) // ctx)
-    take = max(1, min(n_windows, max_tokens // ctx))
-    return [int(i) * ctx for i in np.linspace(0, n_windows - 1, take).round().astype(int)]
-
-
-def token_byte_lengths(tok) -> torch.Tensor:
-    """UTF-8 bytes each token stands for (0 for special tokens). Byte-level BPE writes one printable
-    character per byte in a token's string form, so its length is the byte count."""
-    vocab = len(tok)
-    lengths = torch.zeros(vocab, dtype=torch.int64)
-    special = set(tok.all_special_ids) | {i for i in tok.added_tokens_decoder}
-    for token, idx in tok.get_vocab().items():
-        if idx < vocab and idx not in special:
-            lengths[idx] = len(token)
-    return lengths
