@@ -225,7 +225,7 @@ class Finished:
 StreamEvent = TextDelta | Finished
 
 
-def _eot_id(tok) -> int:
+def eot_id(tok) -> int:
     eot = tok.backend_tokenizer.token_to_id(EOT)
     eot = eot if eot is not None else tok.eos_token_id
     if eot is None:
@@ -243,7 +243,7 @@ def prompt_ids(tok, prompt: str, cfg: GenerationConfig, context: int) -> tuple[l
     era_id = tok.backend_tokenizer.token_to_id(era_token(cfg.year)) if cfg.year is not None else None
     era = [] if era_id is None else [era_id]  # encode_prompt put it in front exactly when it exists
     if not ids:
-        ids = [_eot_id(tok)]
+        ids = [eot_id(tok)]
     budget = max(1, context - cfg.max_new_tokens)
     if len(ids) <= budget:
         return ids, 0
@@ -274,11 +274,11 @@ def stream(
     cfg.validate(context)
     processors = with_time_lock(tok, cfg, processors)
     ids, dropped = prompt_ids(tok, prompt, cfg, context)
-    it = generate_ids(model, ids, cfg, stop_event, processors, eos_id=_eot_id(tok))
-    return _events(tok, it, cfg.stop, skip_special_tokens, len(ids), dropped)
+    it = generate_ids(model, ids, cfg, stop_event, processors, eos_id=eot_id(tok))
+    return text_events(tok, it, cfg.stop, skip_special_tokens, len(ids), dropped)
 
 
-def _events(
+def text_events(
     tok, it: Generator[int, None, str], stops: tuple[str, ...], skip_special_tokens: bool, n_prompt: int, dropped: int
 ) -> Iterator[StreamEvent]:
     generated: list[int] = []

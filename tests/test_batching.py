@@ -1,0 +1,265 @@
+"""Tests for engine/batching.py: concurrent streams through one Batcher give the events `engine.generate.stream`
+gives alone (greedy and seeded sampling, mixed lengths and settings, queueing past max_batch), a request joining
+a busy batch gets its first token within one step, cancellation and errors stay with their own request, and
+close() ends the thread. Scheduling is checked on the batcher's step counters, never on wall time; processors
+that wait on an Event pin the moment a request arrives.
+
+Model: runs/tiny/model (4x128, trained, vocab 8000) when present, otherwise a random-init tiny GPT-2 with a
+byte-level BPE trained here; every test runs either way."""
+from __future__ import annotations
+
+import random
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import LogitsProcessor
+
+from engine.batching import Batcher
+from engine.generate import Finished, GenerationConfig, TextDelta, stream
+from engine.model import build_model, model_config
+from engine.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
+
+TRAINED = Path(__file__).resolve().parents[1] / "runs" / "tiny" / "model"
+WAIT = 30  # seconds an Event wait may take before the test fails instead of hanging
+GREEDY = GenerationConfig(max_new_tokens=40, temperature=0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # as in tests/test_generate.py: 1 intra-op thread decodes steadily on the shared 2-core machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    if (TRAINED / "config.json").exists():
+        from engine.checkpoint import load_hf_model
+        return load_hf_model(TRAINED).eval(), load_tokenizer(TRAINED)
+    rng = random.Random(0)
+    words = "the of and to in that was he for it with as his on London Thames plague yeare ſhall".split()
+    texts = [" ".join(rng.choice(words) for _ in range(60)) + "\n" for _ in range(80)]
+    tok = train_tokenizer(texts, TokenizerConfig(vocab_size=600), tmp_path_factory.mktemp("tok") / "tok")
+    torch.manual_seed(0)
+    return build_model(model_config("tiny", len(tok), n_ctx=256), 0, 0, 0).eval(), tok
+
+
+@pytest.fixture
+def batcher(served):
+    b = Batcher(*served, max_batch=8)
+    yield b
+    b.close()
+
+
+class NoEot(LogitsProcessor):
+    """Bans <|endoftext|> (id 0) so a request runs to max_new_tokens; counts its calls (one per token)."""
+
+    def __init__(self, on_call=None):
+        self.calls, self.on_call = 0, on_call
+
+    def __call__(self, input_ids, scores):
+        self.calls += 1
+        if self.on_call is not None:
+            self.on_call(self.calls)
+        scores = scores.clone()
+        scores[:, 0] = float("-inf")
+        return scores
+
+
+class Gate:
+    """on_call hook: at call `at`, signal `reached` and wait for `release` (holding the batcher thread)."""
+
+    def __init__(self, at: int):
+        self.at, self.reached, self.release = at, threading.Event(), threading.Event()
+
+    def __call__(self, n: int) -> None:
+        if n == self.at:
+            self.reached.set()
+            assert self.release.wait(WAIT), "test never released the gate"
+
+
+class _Hook(LogitsProcessor):
+    """Calls on_call(n) on its n-th call and changes nothing: lets a test pin a moment without altering output."""
+
+    def __init__(self, on_call):
+        self.calls, self.on_call = 0, on_call
+
+    def __call__(self, input_ids, scores):
+        self.calls += 1
+        self.on_call(self.calls)
+        return scores
+
+
+def alone(served, prompt, cfg, stop_event=None, processors=()):
+    return list(stream(*served, prompt, cfg, stop_event, processors))
+
+
+def consume(handles) -> list:
+    """Each handle's full event list, every handle read by its own thread; an exception is returned as such."""
+    out = [None] * len(handles)
+
+    def eat(i):
+        try:
+            out[i] = list(handles[i])
+        except Exception as e:  # noqa: BLE001 -- the test looks at it
+            out[i] = e
+
+    threads = [threading.Thread(target=eat, args=(i,)) for i in range(len(handles))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    return out
+
+
+@pytest.mark.parametrize("cfgs", [
+    (GREEDY, GenerationConfig(max_new_tokens=50, temperature=0, year=1665)),
+    (GenerationConfig(max_new_tokens=40, seed=1), GenerationConfig(max_new_tokens=50, seed=2, temperature=1.1)),
+], ids=["greedy", "seeded"])
+def test_two_concurrent_streams_equal_each_alone(served, batcher, cfgs):
+    prompts = ("The plague was in the city", "My Lord,")
+    expected = [alone(served, p, c, processors=[NoEot()]) for p, c in zip(prompts, cfgs)]
+    gate = Gate(at=1)  # holds the first request's prefill until the second is queued: they must overlap
+    first = batcher.submit(prompts[0], cfgs[0], processors=[NoEot(gate)])
+    assert gate.reached.wait(WAIT)
+    second = batcher.submit(prompts[1], cfgs[1], processors=[NoEot()])
+    gate.release.set()
+    got = consume([first, second])
+    assert got == expected
+    assert [e[-1].generated_tokens for e in got] == [40, 50]
+    # they really shared the batch: the second started decoding while the first still had tokens to go
+    assert second.first_token_step <= 1 < first.finished_step
+
+
+def test_four_requests_of_different_shapes_queue_and_all_match(served):
+    long_prompt = " ".join(["the river and the bridge"] * 80)  # longer than the context allows: truncated
+    jobs = [
+        ("In the yeare", GenerationConfig(max_new_tokens=5, temperature=0, year=1603)),
+        ("London", GenerationConfig(max_new_tokens=64, seed=7, repetition_penalty=1.3, no_repeat_ngram_size=2)),
+        (long_prompt, GenerationConfig(max_new_tokens=30, seed=3, top_k=5)),
+        ("", GenerationConfig(max_new_tokens=17, seed=11, stop=(",", "."))),
+    ]
+    expected = [alone(served, p, c) for p, c in jobs]
+    assert expected[2][-1].prompt_truncated
+    with Batcher(*served, max_batch=2) as b:  # two wait for a free row
+        gate = Gate(at=1)
+        handles = [b.submit(jobs[0][0], jobs[0][1], processors=[_Hook(gate)])]
+        assert gate.reached.wait(WAIT)
+        handles += [b.submit(p, c) for p, c in jobs[1:]]
+        gate.release.set()
+        got = consume(handles)
+    assert got == expected
+    for events in got:
+        assert isinstance(events[-1], Finished)
+        assert "".join(e.text for e in events if isinstance(e, TextDelta)) == events[-1].text
+    # max_batch=2: the third and fourth were prefilled only once an earlier request had left the batch
+    assert handles[2].first_token_step >= handles[0].finished_step
+    assert handles[3].first_token_step >= sorted(h.finished_step for h in handles[:3])[1]
+
+
+def test_request_joining_busy_batch_gets_first_token_within_one_step(served, batcher):
+    long_cfg = GenerationConfig(max_new_tokens=150, temperature=0)
+    gate = Gate(at=10)  # the long request is mid-stream (its 10th token) when the short one arrives
+    long = batcher.submit("The plague", long_cfg, processors=[NoEot(gate)])
+    assert gate.reached.wait(WAIT)
+    short = batcher.submit("My Lord,", GREEDY, processors=[NoEot()])
+    gate.release.set()
+    got_long, got_short = consume([long, short])
+    assert short.submitted_step == 9  # the long one's 10th token is being picked in decode step 9
+    assert short.first_token_step == 9  # prefilled as soon as that step ended, before step 10
+    assert short.first_token_step < long.finished_step
+    assert long.finished_step - long.first_token_step == 149  # one step per token: never stalled
+    assert got_long == alone(served, "The plague", long_cfg, processors=[NoEot()])
+    assert got_short == alone(served, "My Lord,", GREEDY, processors=[NoEot()])
+
+
+def test_cancelling_one_stream_ends_it_within_one_step_others_unaffected(served, batcher):
+    def cancel_at(n, event):  # set while the n-th token is being computed, as a caller's click would
+        return NoEot(lambda calls: event.set() if calls == n else None)
+
+    prompts = ("The plague", "My Lord,", "London bridge")
+    stops = [threading.Event() for _ in prompts]
+    cfg = GenerationConfig(max_new_tokens=30, seed=5)
+    fresh = [threading.Event() for _ in prompts]
+    expected = [alone(served, p, cfg, s, [cancel_at(5, s) if i == 1 else NoEot()])
+                for i, (p, s) in enumerate(zip(prompts, fresh))]
+    assert expected[1][-1].finish_reason == "cancelled" and expected[1][-1].generated_tokens == 5
+    gate = Gate(at=1)
+    handles = [batcher.submit(prompts[0], cfg, stops[0], [NoEot(gate)])]
+    assert gate.reached.wait(WAIT)
+    handles += [batcher.submit(p, cfg, s, [cancel_at(5, s) if i == 1 else NoEot()])
+                for i, (p, s) in enumerate(zip(prompts, stops)) if i > 0]
+    gate.release.set()
+    got = consume(handles)
+    assert got == expected  # the token in flight is kept, nothing after it; the others run on
+    assert handles[1].finished_step - handles[1].first_token_step == 4  # dropped right after its 5th token
+    assert [e[-1].generated_tokens for e in got] == [30, 5, 30]
+
+
+def test_closing_an_unread_stream_frees_its_row(served):
+    with Batcher(*served, max_batch=1) as b:
+        gate = Gate(at=2)
+        hog = b.submit("The plague", GenerationConfig(max_new_tokens=200, temperature=0), processors=[NoEot(gate)])
+        assert gate.reached.wait(WAIT)  # decode step 1 running, the one row taken
+        waiting = b.submit("My Lord,", GREEDY)
+        hog.close()  # never iterated
+        gate.release.set()
+        got = list(waiting)
+    assert got == alone(served, "My Lord,", GREEDY)
+    assert hog.finished_step == 1 and waiting.first_token_step == 1  # dropped before step 2; row given over
+
+
+def test_errors_reach_only_their_own_caller(served, batcher):
+    class Boom(LogitsProcessor):
+        calls = 0
+
+        def __call__(self, input_ids, scores):
+            self.calls += 1
+            if self.calls == 3:
+                raise RuntimeError("boom in request 2")
+            return scores
+
+    gate = Gate(at=2)
+    good = batcher.submit("The plague", GREEDY, processors=[NoEot(gate)])
+    assert gate.reached.wait(WAIT)
+    with pytest.raises(ValueError, match=r"max_new_tokens=10000: must be an integer in \[1, 256\]"):
+        batcher.submit("x", GenerationConfig(max_new_tokens=10_000))
+    with pytest.raises(TypeError, match="prompt must be a str"):
+        batcher.submit(b"bytes", GREEDY)
+    with pytest.raises(TypeError, match="cfg must be an engine.generate.GenerationConfig"):
+        batcher.submit("x", {"max_new_tokens": 5})
+    bad = batcher.submit("My Lord,", GREEDY, processors=[Boom()])
+    gate.release.set()
+    got_good, got_bad = consume([good, bad])
+    assert isinstance(got_bad, RuntimeError) and "boom in request 2" in str(got_bad)
+    assert got_good == alone(served, "The plague", GREEDY, processors=[NoEot()])
+    after = batcher.submit("London", GREEDY)  # the batcher itself is fine
+    assert list(after) == alone(served, "London", GREEDY)
+
+
+def test_close_ends_running_requests_and_refuses_new_ones(served):
+    b = Batcher(*served)
+    running = b.submit("The plague", GenerationConfig(max_new_tokens=100, temperature=0),
+                       processors=[NoEot(lambda n: b.close() if n == 3 else None)])
+    with pytest.raises(RuntimeError, match="Batcher was closed while this request ran"):
+        list(running)
+    assert running.finished_step == 2  # ended after the step in flight (its 3rd token)
+    b.close()
+    with pytest.raises(RuntimeError, match="Batcher is closed"):
+        b.submit("x", GREEDY)
+
+
+def test_constructor_checks(served):
+    model, tok = served
+    with pytest.raises(ValueError, match=r"max_batch=0: must be an integer in \[1, 256\]"):
+        Batcher(model, tok, max_batch=0)
+    model.train()
+    try:
+        with pytest.raises(ValueError, match="training mode"):
+            Batcher(model, tok)
+    finally:
+        model.eval()
