@@ -98,6 +98,63 @@ def _generate(a) -> int:
     return 0
 
 
+def _quantize(a) -> int:
+    from itertools import islice
+    from pathlib import Path
+
+    from engine.corpus_io import iter_documents
+    from engine.quantize import quantize
+
+    if not Path(a.model).is_dir():  # the first thing to say, before any --corpus complaint
+        raise FileNotFoundError(f"--model {a.model}: no such folder (give a run folder or a model folder)")
+    corpus, run_json = a.corpus, Path(a.model) / "run.json"
+    if corpus is None and run_json.is_file():
+        corpus = json.loads(run_json.read_text(encoding="utf-8")).get("corpus", {}).get("dir")
+    if corpus is None and a.eval_docs > 0:
+        raise ValueError("--corpus is required when --model is not a run folder (a run's run.json names its corpus)")
+    texts = [d["text"] for d in islice(iter_documents(corpus, "validation"), a.eval_docs)] if a.eval_docs > 0 else []
+    info = quantize(a.model, a.method, a.out, texts, log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps({k: info[k] for k in ("method", "weights_on_disk_bytes", "memory_bytes", "speed", "perplexity")},
+                     indent=1))
+    return 0
+
+
+def _check(a) -> int:
+    from dataclasses import asdict
+
+    from evals.anachronism import check, check_jsonl
+
+    if a.jsonl:
+        n = check_jsonl(a.jsonl, a.out)
+        print(json.dumps({"out": a.out, "lines": n}))
+    else:
+        if a.text is None or a.year is None:
+            raise ValueError("check needs --text and --year (or --jsonl IN --out OUT)")
+        print(json.dumps([asdict(f) for f in check(a.text, a.year)], ensure_ascii=False, indent=1))
+    return 0
+
+
+def _date(a) -> int:
+    from evals.dating import date, date_jsonl
+
+    if a.jsonl:
+        n = date_jsonl(a.jsonl, a.out)
+        print(json.dumps({"out": a.out, "lines": n}))
+    else:
+        if a.text is None:
+            raise ValueError("date needs --text (or --jsonl IN --out OUT)")
+        print(json.dumps(date(a.text)))
+    return 0
+
+
+def _eval(a) -> int:
+    from evals.suite import run_suite
+
+    report = run_suite(a.model, a.suite, corpus_dir=a.corpus, out=a.out, log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(report["summary"], indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cli.py", description="Anno: period language models, London 1500-1850.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -173,12 +230,38 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stream", action="store_true", help="print text as it is generated")
     g.set_defaults(func=_generate)
 
+    c = sub.add_parser("check", help="anachronism findings for a text and its year (JSON)")
+    c.add_argument("--text")
+    c.add_argument("--year", type=int)
+    c.add_argument("--jsonl", help='input lines {"id", "text", "year"}')
+    c.add_argument("--out", help='output lines {"id", "findings": [...]} (with --jsonl)')
+    c.set_defaults(func=_check)
+    d = sub.add_parser("date", help="estimate the year of a passage, with an interval (JSON)")
+    d.add_argument("--text")
+    d.add_argument("--jsonl", help='input lines {"id", "text"}')
+    d.add_argument("--out", help='output lines {"id", "year", "low", "high"} (with --jsonl)')
+    d.set_defaults(func=_date)
+    e = sub.add_parser("eval", help="run an evaluation suite on a model; JSON + Markdown report")
+    e.add_argument("--model", required=True)
+    e.add_argument("--suite", choices=["quick", "full"], default="quick")
+    e.add_argument("--corpus", help="corpus folder (default: the run's corpus)")
+    e.add_argument("--out", default="report.json")
+    e.set_defaults(func=_eval)
+
     imp = sub.add_parser("import-checkpoint", help="convert a nanoGPT/helloLondon .pt checkpoint to Hub format")
     imp.add_argument("file")
     imp.add_argument("--out", required=True)
     imp.add_argument("--tokenizer", help="tokenizer folder whose special-token ids the model must use")
     imp.add_argument("--n-head", type=int, help="heads, for bare state dicts that do not record it")
     imp.set_defaults(func=_import_checkpoint)
+
+    q = sub.add_parser("quantize", help="quantize a model folder and measure size, speed and perplexity vs fp32")
+    q.add_argument("--model", required=True, help="fp32 run folder or model folder")
+    q.add_argument("--method", required=True, help="int8-cpu | bnb-int8 | bnb-nf4")
+    q.add_argument("--out", required=True, help="quantized model folder (replaced atomically)")
+    q.add_argument("--corpus", help="corpus whose validation documents score perplexity (default: the run's)")
+    q.add_argument("--eval-docs", type=int, default=20, help="validation documents for perplexity (0: skip)")
+    q.set_defaults(func=_quantize)
     return p
 
 
