@@ -333,3 +333,32 @@ def spelling_variants(word: str, steps: int = 2) -> set[str]:
         seen |= nxt
         frontier = nxt
     return seen
+
+
+@dataclass(frozen=True)
+class StrongRule:
+    """When a corpus first-seen year alone is strong evidence that a word is later than a text (the reasons
+    for each threshold are stated with CheckConfig in evals/anachronism.py, which uses this rule, as does
+    engine/timelock.py): first text dated >= from_year, >= texts texts and >= uses uses, capitalised in
+    fewer than half its uses, >= expected uses predicted for the earlier corpus at its later rate, and no
+    early-modern spelling of it earlier. Such a word is flagged for texts dated before first - margin."""
+
+    from_year: int = 1700
+    texts: int = 10
+    uses: int = 40
+    expected: float = 100.0
+    margin: int = 100
+
+
+def strong_words(table: FirstSeenTable, rule: StrongRule = StrongRule()):
+    """(key, first year, texts, uses, written forms) of every word the rule calls strongly dated."""
+    total = table.total_words
+    for key, first, texts, uses, caps in table.counts():
+        if first < rule.from_year or texts < rule.texts or uses < rule.uses or len(key) < 4 or 2 * caps >= uses:
+            continue
+        before = table.words_before(first)
+        if uses / max(1, total - before) * before < rule.expected:
+            continue
+        if any(v != key and v in table.rows and table.row(v).year < first for v in spelling_variants(key)):
+            continue
+        yield key, first, texts, uses, table.row(key).forms

@@ -12,18 +12,21 @@ works on the word being written:
     that ends a word there (space, punctuation, <|endoftext|>). Multiword terms ("steam engine") are
     forbidden at their last word when the words before match.
 Banned forms: every listed form of an entry dated after the lock year, with the plural/possessive endings
-the detector strips (engine/lexicon.base_forms), except category "polysemous" (old generic senses). The
-lock uses no margin: it is stricter than the detector, which allows a few years of dating slack.
+the detector strips (engine/lexicon.base_forms), except category "polysemous" (old generic senses), and the
+words the detector dates on corpus evidence alone (engine/firstseen.strong_words) for the same years. The
+lock uses no margin on lexicon dates: it is stricter than the detector, which allows a few years of slack.
 """
 from __future__ import annotations
 
 import bisect
 import re
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 from transformers import LogitsProcessor
 
+from engine.firstseen import DEFAULT_CORPUS, StrongRule, load_table, strong_words
 from engine.lexicon import Lexicon, load_lexicon, normalize
 
 _WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*")
@@ -39,15 +42,26 @@ def _inflections(form: str) -> set[str]:
         out.add(f"{form}es")
     if last.endswith("y") and len(last) > 2 and last[-2] not in "aeiou":
         out.add(pre + last[:-1] + "ies")
+    if not head:  # verb endings the detector also matches on single words (telegraphed, telegraphing)
+        stem = last[:-1] if last.endswith("e") else last
+        out |= {stem + "ed", stem + "ing"}
     return out
 
 
-def banned_forms(year: int, lexicon: Lexicon | None = None) -> tuple[frozenset[str], dict[tuple[str, ...], set[str]]]:
-    """(single-word forms, {preceding words: last words}) of every non-polysemous entry dated after year."""
+def banned_forms(year: int, lexicon: Lexicon | None = None, corpus_dir: str | Path | None = DEFAULT_CORPUS
+                 ) -> tuple[frozenset[str], dict[tuple[str, ...], set[str]]]:
+    """(single-word forms, {preceding words: last words}) of every non-polysemous lexicon entry dated after
+    year, plus the corpus words the detector dates on corpus evidence alone (engine.firstseen.strong_words,
+    e.g. "didn't", first in 1741) when corpus_dir is a built corpus."""
     if isinstance(year, bool) or not isinstance(year, int) or not 1000 <= year <= 2100:
         raise ValueError(f"lock_year={year!r} must be an integer in 1000..2100")
     lexicon = lexicon or load_lexicon()
     singles, multi = set(), {}
+    if corpus_dir is not None and (Path(corpus_dir) / "report.json").exists():
+        rule = StrongRule()
+        for key, first, _, _, forms in strong_words(load_table(corpus_dir), rule):
+            if year < first - rule.margin:
+                singles.update(normalize(f) for f in {key, *forms} if " " not in normalize(f))
     for form, entry in lexicon.forms().items():
         if entry.year <= year or entry.category == "polysemous":
             continue

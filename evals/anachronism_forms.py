@@ -16,7 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Mapping
 
-from engine.firstseen import FirstSeenTable, spelling_key, spelling_variants
+from engine.firstseen import FirstSeenTable, StrongRule, spelling_key, strong_words
 from engine.lexicon import base_forms, load_lexicon
 
 CORPUS = "corpus"  # basis of findings whose only evidence is the corpus first-seen table
@@ -105,19 +105,11 @@ def _lexicon_surfaces(lexicon_path: str, margins: Mapping[str, int],
 
 
 def _corpus_surfaces(table: FirstSeenTable, config, margin: int, taken: Mapping[str, tuple]) -> dict[str, tuple]:
-    """Strong corpus-only words (thresholds in CheckConfig, reasons in evals/anachronism.py)."""
+    """Strong corpus-only words (engine.firstseen.strong_words; thresholds in CheckConfig)."""
+    rule = StrongRule(config.strong_from, config.strong_texts, config.strong_uses, config.strong_expected, margin)
     out: dict[str, tuple] = {}
-    total = table.total_words
-    for key, first, texts, uses, caps in table.counts():
-        if (first < config.strong_from or texts < config.strong_texts or uses < config.strong_uses
-                or len(key) < 4 or 2 * caps >= uses):
-            continue
-        before = table.words_before(first)
-        if uses / max(1, total - before) * before < config.strong_expected:
-            continue
-        if any(v != key and v in table.rows and table.row(v).year < first for v in spelling_variants(key)):
-            continue
-        for surf in {key, *table.row(key).forms}:
+    for key, first, texts, uses, forms in strong_words(table, rule):
+        for surf in {key, *forms}:
             surf = fold(surf)
             if surf not in taken and not SLOW_CHARS.search(surf):
                 out[surf] = (first - margin, CORPUS, (first, texts, uses), key)
