@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from engine.checkpoint import load_hf_model
+from engine.quantize import load_any
 from engine.tokenizer import load_tokenizer
 
 # Default budget: 4 GiB of weights, about two fp32 "regular" (334M) models or many small ones; override
@@ -50,12 +50,9 @@ def resolve_model_path(name: str | Path, revision: str | None = None) -> Path:
 
 
 def _nbytes(model: torch.nn.Module) -> int:
-    seen, total = set(), 0
-    for t in list(model.parameters()) + list(model.buffers()):
-        if t.data_ptr() not in seen:  # tied weights count once
-            seen.add(t.data_ptr())
-            total += t.numel() * t.element_size()
-    return total
+    """Weight bytes, int8 packed weights included (they are not parameters)."""
+    from engine.quantize import weight_bytes
+    return weight_bytes(model)
 
 
 class ModelCache:
@@ -76,7 +73,7 @@ class ModelCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-            model = (loader or load_hf_model)(path)
+            model = (loader or load_any)(path)  # fp32 or quantized (quantization.json)
             item = Loaded(str(name), path, model, load_tokenizer(path), _nbytes(model))
             self._items[key] = item
             while len(self._items) > 1 and sum(i.nbytes for i in self._items.values()) > self.budget:
