@@ -187,8 +187,8 @@ class Batcher:
         if not isinstance(cfg, GenerationConfig):
             raise TypeError(f"cfg must be an engine.generate.GenerationConfig, got {type(cfg).__name__}")
         cfg.validate(self.context)
-        processors = with_time_lock(self.tok, cfg, processors)
         ids, dropped = prompt_ids(self.tok, prompt, cfg, self.context)
+        processors = with_time_lock(self.tok, cfg, processors, len(ids))
         # stream()'s own checks (context fit, id range, eval mode); the unstarted generator is thrown away
         generate_ids(self.model, ids, cfg, stop_event, processors, eos_id=self.eot).close()
         req = _Request(ids, cfg, logits_processors(cfg, processors), self.eot, stop_event)

@@ -252,12 +252,13 @@ def prompt_ids(tok, prompt: str, cfg: GenerationConfig, context: int) -> tuple[l
     return kept, len(ids) - len(kept)
 
 
-def with_time_lock(tok, cfg: GenerationConfig, processors: Sequence[LogitsProcessor]) -> tuple:
-    """The caller's processors, plus the time lock when cfg.lock_year is set."""
+def with_time_lock(tok, cfg: GenerationConfig, processors: Sequence[LogitsProcessor], prompt_len: int) -> tuple:
+    """The caller's processors, plus the time lock when cfg.lock_year is set (it must know where the text
+    will end, so that no banned word is left unfinished-but-final there)."""
     if cfg.lock_year is None:
         return tuple(processors)
     from engine.timelock import TimeLock
-    return (*processors, TimeLock(tok, cfg.lock_year))
+    return (*processors, TimeLock(tok, cfg.lock_year, final_length=prompt_len + cfg.max_new_tokens))
 
 
 def stream(
@@ -272,8 +273,8 @@ def stream(
     ValueError at the call."""
     context = model_context(model)
     cfg.validate(context)
-    processors = with_time_lock(tok, cfg, processors)
     ids, dropped = prompt_ids(tok, prompt, cfg, context)
+    processors = with_time_lock(tok, cfg, processors, len(ids))
     it = generate_ids(model, ids, cfg, stop_event, processors, eos_id=eot_id(tok))
     return text_events(tok, it, cfg.stop, skip_special_tokens, len(ids), dropped)
 

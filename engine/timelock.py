@@ -29,8 +29,11 @@ from transformers import LogitsProcessor
 from engine.firstseen import DEFAULT_CORPUS, StrongRule, load_table, strong_words
 from engine.lexicon import Lexicon, load_lexicon, normalize
 
-_WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*")
-_LEAD = re.compile(r"^[^\W\d_'\u2019]*(?:['\u2019][^\W\d_]+)*")
+# Words are runs of letters; an apostrophe separates them as it does for the detector (whose matches end at
+# any non-word character), so "didn't" is the two-part term ("didn", "t") and "mamma'sams" ends "mamma".
+_WORD = re.compile(r"[^\W\d_]+")
+_LEAD = re.compile(r"^[^\W\d_]*")
+_PARTS = re.compile(r"[\s'\u2019]+")
 TAIL_TOKENS = 24  # decoded tail per step: enough for the word in progress and a 7-word multiword prefix
 
 
@@ -61,12 +64,17 @@ def banned_forms(year: int, lexicon: Lexicon | None = None, corpus_dir: str | Pa
         rule = StrongRule()
         for key, first, _, _, forms in strong_words(load_table(corpus_dir), rule):
             if year < first - rule.margin:
-                singles.update(normalize(f) for f in {key, *forms} if " " not in normalize(f))
+                for f in {key, *forms}:
+                    words = tuple(w for w in _PARTS.split(normalize(f)) if w)
+                    if len(words) == 1:
+                        singles.add(words[0])
+                    elif words:
+                        multi.setdefault(words[:-1], set()).add(words[-1])
     for form, entry in lexicon.forms().items():
         if entry.year <= year or entry.category == "polysemous":
             continue
         for f in _inflections(form):
-            words = tuple(f.split(" "))
+            words = tuple(w for w in _PARTS.split(f) if w)
             if len(words) == 1:
                 singles.add(f)
             else:
@@ -83,6 +91,9 @@ class _TokenTable:
         self.static = torch.zeros(vocab_size, dtype=torch.bool)  # holds a complete banned word of its own
         self.finishing: dict[str, list[int]] = {}  # leading letters -> tokens that end the word right after them
         self.starts_banned = torch.zeros(vocab_size, dtype=torch.bool)  # at a word boundary: writes a whole banned word
+        self.continuing: dict[str, list[int]] = {}  # leading letters -> tokens that are all letters (word goes on)
+        self.first_inner: dict[str, list[int]] = {}  # its first new word is finished inside the token
+        self.opening: dict[str, list[int]] = {}  # tokens that end the word in progress and start another at their end
         special = set(tok.all_special_ids)
         for tid in range(min(vocab_size, len(tok))):
             if tid in special:
@@ -95,8 +106,14 @@ class _TokenTable:
             elif len(lead) < len(s):
                 self.finishing.setdefault(normalize(lead), []).append(tid)
                 self.starts_banned[tid] = normalize(lead) in singles
+            else:
+                self.continuing.setdefault(normalize(lead), []).append(tid)
             rest = s[len(lead):]
             inner = list(_WORD.finditer(rest))
+            if inner and inner[-1].end() == len(rest):
+                self.opening.setdefault(normalize(inner[-1].group(0)), []).append(tid)
+            if inner and inner[0].end() < len(rest):  # first new word, finished inside the token
+                self.first_inner.setdefault(normalize(inner[0].group(0)), []).append(tid)
             # words wholly inside the token (followed by a non-letter in it) are known now
             for m in inner:
                 if m.end() < len(rest) and normalize(m.group(0)) in singles:
@@ -113,8 +130,10 @@ def _table(tok, year: int) -> tuple[_TokenTable, tuple[str, ...], dict]:
 class TimeLock(LogitsProcessor):
     """Forbid tokens that would finish a word first attested after `year` (see the module docstring)."""
 
-    def __init__(self, tok, year: int):
-        self.tok, self.year = tok, year
+    def __init__(self, tok, year: int, final_length: int | None = None):
+        """final_length: the sequence length after the last token generation may add (prompt + max new
+        tokens). At that last step the text ends after the token, so a banned word may not be left there."""
+        self.tok, self.year, self.final_length = tok, year, final_length
         self.table, self.sorted_singles, self.multi = _table(tok, year)
 
     def _banned_after(self, prefix: str, history: tuple[str, ...]) -> list[str]:
@@ -131,7 +150,7 @@ class TimeLock(LogitsProcessor):
                     out.append(last)
         return out
 
-    def row_mask(self, ids: list[int]) -> torch.Tensor:
+    def row_mask(self, ids: list[int], last: bool = False) -> torch.Tensor:
         t = self.table
         mask = t.static.clone()
         tail = self.tok.decode(ids[-TAIL_TOKENS:], skip_special_tokens=True, clean_up_tokenization_spaces=False)
@@ -149,10 +168,28 @@ class TimeLock(LogitsProcessor):
             else:
                 for tid in t.finishing.get(rest, ()):
                     mask[tid] = True
+                for tid in t.continuing.get(rest, ()) if last else ():
+                    mask[tid] = True
+        words_so_far = history + ((prefix,) if prefix else ())
+        for k in range(1, min(len(words_so_far), 7) + 1):  # a multiword term finished inside one token
+            for w in self.multi.get(words_so_far[-k:], ()):
+                for tid in t.first_inner.get(w, ()):
+                    mask[tid] = True
+        if last:  # the text ends after this token: a word it opens at its end is finished there too
+            for w in self.sorted_singles:
+                for tid in t.opening.get(w, ()):
+                    mask[tid] = True
+                for tid in t.continuing.get(w, ()) if not prefix else ():
+                    mask[tid] = True
+            for k in range(1, min(len(words_so_far), 7) + 1):
+                for w in self.multi.get(words_so_far[-k:], ()):
+                    for tid in t.opening.get(w, ()):
+                        mask[tid] = True
         return mask
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        masks = torch.stack([self.row_mask(row.tolist()) for row in input_ids])
+        last = self.final_length is not None and input_ids.shape[1] + 1 >= self.final_length
+        masks = torch.stack([self.row_mask(row.tolist(), last) for row in input_ids])
         if masks.shape[1] < scores.shape[1]:  # model vocab padded beyond the tokenizer's
             masks = torch.nn.functional.pad(masks, (0, scores.shape[1] - masks.shape[1]))
         return scores.masked_fill(masks[:, : scores.shape[1]].to(scores.device), float("-inf"))
