@@ -1,0 +1,147 @@
+"""Tests for evals/dating.py: known answers on a generated corpus whose spellings drift with the year, the
+save/load round trip, the cache, the JSONL interface, bad input and bounded memory; the slow test runs
+leave-source-out CV on the real corpus and holds it to the acceptance figure (MAE <= 30 years)."""
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import random
+import tracemalloc
+
+import pytest
+
+from evals.dating import DatingConfig, DatingModel, cross_validate, date_jsonl, load_or_fit
+
+# (old form, new form, year the new form reaches 50%): staggered like real English spelling change
+# (haue -> have around 1600, shew -> show late 18th century), so the mix of forms encodes the year.
+DRIFT = [("sayde", "said", 1560), ("kynge", "king", 1550), ("whiche", "which", 1570), ("thys", "this", 1555),
+         ("ye", "the", 1585), ("haue", "have", 1600), ("vnto", "unto", 1610), ("beene", "been", 1625),
+         ("owne", "own", 1645), ("thou", "you", 1660), ("onely", "only", 1680), ("betwixt", "between", 1700),
+         ("doth", "does", 1715), ("hath", "has", 1725), ("publick", "public", 1760), ("compleat", "complete", 1775),
+         ("shew", "show", 1785), ("chuse", "choose", 1795), ("whilst", "while", 1810),
+         ("connexion", "connection", 1830)]
+NEUTRAL = "and of to a in man house went great day city river street church letter bread friend night".split()
+SMALL = DatingConfig(passage_words=200, min_passage_words=50, hash_bits=16, features=2048, calibration_folds=3,
+                     max_passages_per_source=8, max_text_passages=4)
+
+
+def period_text(year: int, seed: int, n_words: int = 400) -> str:
+    rng = random.Random(seed)
+    words = []
+    for _ in range(n_words):
+        if rng.random() < 0.5:
+            words.append(rng.choice(NEUTRAL))
+        else:
+            old, new, mid = rng.choice(DRIFT)
+            words.append(new if rng.random() < 1 / (1 + math.exp(-(year - mid) / 15)) else old)
+    return " ".join(words).capitalize() + "."
+
+
+def write_corpus(root, years) -> str:
+    """A folder in the built-corpus layout that engine.corpus_io reads: report.json and train shards."""
+    (root / "train").mkdir(parents=True)
+    docs = [{"id": f"s{i}#{j}", "source_id": f"s{i}", "year": y, "decade": y // 10 * 10, "source": "generated",
+             "text": period_text(y, seed=100 * i + j, n_words=600)} for i, y in enumerate(years) for j in range(2)]
+    with gzip.open(root / "train" / "00000.jsonl.gz", "wt", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(d) + "\n" for d in docs)
+    (root / "report.json").write_text(json.dumps({"fingerprint": f"gen{len(years)}" + "0" * 60}))
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("dating_corpus"), list(range(1505, 1850, 20)))
+
+
+@pytest.fixture(scope="module")
+def model(corpus):
+    return DatingModel.fit(corpus, SMALL)
+
+
+def test_dates_fresh_texts_in_order(model):
+    got = [model.date(period_text(y, seed=999 + y)) for y in (1530, 1680, 1830)]
+    years = [g["year"] for g in got]
+    assert years == sorted(years) and len(set(years)) == 3
+    for g, truth in zip(got, (1530, 1680, 1830)):
+        assert abs(g["year"] - truth) <= 50, (truth, g)
+        assert g["low"] <= g["year"] <= g["high"] and g["flag"] is None and g["passages"] == 2
+        assert abs(sum(g["decade_probs"].values()) - 1) < 0.02
+
+
+def test_save_load_round_trip_identical(model, tmp_path):
+    loaded = DatingModel.load(model.save(tmp_path / "m"))
+    for y in (1520, 1700, 1845):
+        text = period_text(y, seed=y)
+        assert loaded.date(text) == model.date(text)
+    assert loaded.config == model.config and loaded.temperature == model.temperature
+
+
+def test_cache_keyed_by_fingerprint_and_refits_when_corrupt(corpus, tmp_path):
+    first = load_or_fit(corpus, tmp_path, SMALL)
+    (folder,) = tmp_path.iterdir()
+    assert folder.name.startswith("gen18000")
+    text = period_text(1600, seed=5)
+    assert load_or_fit(corpus, tmp_path, SMALL).date(text) == first.date(text)
+    (folder / "dating.safetensors").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="sha256"):
+        DatingModel.load(folder)
+    assert load_or_fit(corpus, tmp_path, SMALL).date(text) == first.date(text)  # refitted, same answer
+    DatingModel.load(folder)
+
+
+def test_jsonl_interface(model, tmp_path):
+    texts = {"a": period_text(1540, 1), "b": "", "c": "Пример текста 例え \x00\xff"}
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": k, "text": t}) + "\n" for k, t in texts.items()))
+    assert date_jsonl(src, tmp_path / "out.jsonl", model=model) == 3
+    rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["a", "b", "c"]
+    for r in rows:
+        assert set(r) == {"id", "year", "low", "high"}
+        d = model.date(texts[r["id"]])
+        assert (r["year"], r["low"], r["high"]) == (d["year"], d["low"], d["high"])
+    src.write_text('{"id": 1, "text": "ok"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"in.jsonl:2"):
+        date_jsonl(src, tmp_path / "bad.jsonl", model=model)
+
+
+def test_bad_input(model):
+    empty = model.date("  \n ")
+    assert empty["flag"] == "empty" and empty["words"] == 0
+    assert empty["low"] <= 1600 and empty["high"] >= 1750  # the prior: most of 1505-1845
+    assert model.date("日本語のテキストです。" * 40)["flag"] == "no_evidence"
+    noise = model.date("".join(chr(i) for i in range(1, 3000, 7)))
+    assert 1500 <= noise["year"] <= 1860
+    assert model.date("haue vnto sayde")["flag"] == "short"
+    with pytest.raises(TypeError, match="str"):
+        model.date(b"bytes")
+    with pytest.raises(ValueError, match="passage_words"):
+        DatingConfig(passage_words=5)
+    with pytest.raises(ValueError, match="calibration_folds"):
+        DatingModel.fit_passages([], [1600], ["one"], SMALL)
+
+
+def test_ten_megabyte_text_bounded_memory(model):
+    big = period_text(1800, seed=3, n_words=2000) * 1100  # ~12 MB
+    assert len(big) > 10_000_000
+    tracemalloc.start()
+    got = model.date(big)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert got["passages"] == SMALL.max_text_passages and peak < 20_000_000  # splitting it all: > 100 MB
+    assert abs(got["year"] - 1800) <= 50
+
+
+def test_cross_validate_small(corpus):
+    r = cross_validate(corpus, folds=3, config=SMALL)
+    assert r["sources"] == 18 and r["passages"] == 18 * 6 and set(r["by_century"]) == {"1500", "1600", "1700", "1800"}
+    assert r["mae"] <= 40 and 0 <= r["coverage"] <= 1 and r["short"]["mae"] >= r["mae"] - 5
+
+
+@pytest.mark.slow
+def test_leave_source_out_mae_on_real_corpus(full_corpus):
+    r = cross_validate(full_corpus, folds=5)
+    assert r["sources"] >= 190
+    assert r["mae"] <= 30, r
+    assert 0.7 <= r["coverage"] <= 0.9, r
