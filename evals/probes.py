@@ -71,8 +71,9 @@ def run_probes(model, tok, probes: list[dict] | None = None, samples: int = 2, m
 
 
 def era_fidelity(model, tok, years=(1550, 1600, 1650, 1700, 1750, 1800, 1850), samples: int = 2,
-                 max_new_tokens: int = 120, seed: int = 0) -> dict:
-    """Generate from the era token of each year (empty prompt), date the text, report the error in years."""
+                 max_new_tokens: int = 120, seed: int = 0, corpus_dir=None) -> dict:
+    """Generate from the era token of each year (empty prompt), date the text (with the dating model of
+    corpus_dir, default data/corpus), report the error in years."""
     from evals.dating import date
 
     per_year, errors = {}, []
@@ -82,7 +83,7 @@ def era_fidelity(model, tok, years=(1550, 1600, 1650, 1700, 1750, 1800, 1850), s
             cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.8, top_k=50, top_p=0.95,
                                    seed=seed + i, year=y)
             text = _generate(model, tok, "", cfg)
-            d = date(text)
+            d = date(text) if corpus_dir is None else date(text, corpus_dir=corpus_dir)
             est.append(d["year"])
             errors.append(abs(d["year"] - y))
         per_year[str(y)] = {"estimates": est, "mean_abs_error": statistics.fmean(abs(e - y) for e in est)}
