@@ -85,7 +85,7 @@ def banned_forms(year: int, lexicon: Lexicon | None = None, corpus_dir: str | Pa
 class _TokenTable:
     """Per-(tokenizer, year) classification of the vocabulary."""
 
-    def __init__(self, tok, singles: frozenset[str], vocab_size: int):
+    def __init__(self, tok, singles: frozenset[str], multi: dict, vocab_size: int):
         self.vocab_size = vocab_size
         self.ends_word = torch.zeros(vocab_size, dtype=torch.bool)  # starts with a non-letter: ends the word in progress
         self.static = torch.zeros(vocab_size, dtype=torch.bool)  # holds a complete banned word of its own
@@ -93,7 +93,8 @@ class _TokenTable:
         self.starts_banned = torch.zeros(vocab_size, dtype=torch.bool)  # at a word boundary: writes a whole banned word
         self.continuing: dict[str, list[int]] = {}  # leading letters -> tokens that are all letters (word goes on)
         self.first_inner: dict[str, list[int]] = {}  # its first new word is finished inside the token
-        self.opening: dict[str, list[int]] = {}  # tokens that end the word in progress and start another at their end
+        self.opening: dict[str, list[int]] = {}
+        self.ends_multi = torch.zeros(vocab_size, dtype=torch.bool)  # its last words are a whole multiword term  # tokens that end the word in progress and start another at their end
         special = set(tok.all_special_ids)
         for tid in range(min(vocab_size, len(tok))):
             if tid in special:
@@ -114,17 +115,26 @@ class _TokenTable:
                 self.opening.setdefault(normalize(inner[-1].group(0)), []).append(tid)
             if inner and inner[0].end() < len(rest):  # first new word, finished inside the token
                 self.first_inner.setdefault(normalize(inner[0].group(0)), []).append(tid)
-            # words wholly inside the token (followed by a non-letter in it) are known now
-            for m in inner:
-                if m.end() < len(rest) and normalize(m.group(0)) in singles:
+            # words wholly inside the token (followed by a non-letter in it) are known now, and so are
+            # multiword terms ("ma'am" = ma + am) made of words inside it
+            words = [normalize(m.group(0)) for m in inner]
+            for j, m in enumerate(inner):
+                finished = m.end() < len(rest)
+                if finished and words[j] in singles:
                     self.static[tid] = True
+                for i in range(max(0, j - 7), j):
+                    if words[j] in multi.get(tuple(words[i:j]), ()):
+                        if finished:
+                            self.static[tid] = True
+                        else:
+                            self.ends_multi[tid] = True
 
 
 @lru_cache(maxsize=16)
 def _table(tok, year: int) -> tuple[_TokenTable, tuple[str, ...], dict]:
     singles, multi = banned_forms(year)
     vocab = len(tok)
-    return _TokenTable(tok, singles, vocab), tuple(sorted(singles)), multi
+    return _TokenTable(tok, singles, multi, vocab), tuple(sorted(singles)), multi
 
 
 class TimeLock(LogitsProcessor):
@@ -176,6 +186,7 @@ class TimeLock(LogitsProcessor):
                 for tid in t.first_inner.get(w, ()):
                     mask[tid] = True
         if last:  # the text ends after this token: a word it opens at its end is finished there too
+            mask |= t.ends_multi
             for w in self.sorted_singles:
                 for tid in t.opening.get(w, ()):
                     mask[tid] = True
