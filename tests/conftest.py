@@ -40,4 +40,4 @@ def mirror() -> Path:
     return MIRROR
 
 
-from fixtures import full_corpus, tiny_corpus, tiny_tokenizer  # noqa: E402,F401  (session fixtures shared by test modules)
+from fixtures import full_corpus, one_thread, tiny_corpus, tiny_tokenizer  # noqa: E402,F401  (session fixtures shared by test modules)

@@ -70,3 +70,15 @@ def full_corpus(tmp_path_factory, mirror) -> Path:
     build_corpus(CorpusConfig(manifest="training/sources.jsonl", mirror=str(mirror), out=str(root / "corpus"),
                               cache_dir=str(root / "cache"), workers=2))
     return root / "corpus"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for decoding tests: on the shared 2-core machine 2 threads stalled single decode
+    steps by seconds while other jobs ran (64 tiny-model tokens: 0.07 s usually, 6 s once)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -26,13 +26,7 @@ WAIT = 30  # seconds an Event wait may take before the test fails instead of han
 GREEDY = GenerationConfig(max_new_tokens=40, temperature=0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # as in tests/test_generate.py: 1 intra-op thread decodes steadily on the shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

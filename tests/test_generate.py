@@ -34,14 +34,7 @@ UNSEEN = "𝔄 😀 🙂 倫敦 東京"
 PROMPTS = ("The old man", "ſhall été", "of the", "倫敦 🙂 𝔄")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # On the shared 2-core machine, 2 intra-op threads stalled single decode steps by seconds while other
-    # jobs ran (64 tiny-model tokens: 0.07 s usually, 6 s once); 1 thread ran steadily at ~1.1 ms/token.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

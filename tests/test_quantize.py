@@ -25,14 +25,9 @@ TEXTS = ["The merchant and the widow went to the market by the river.",
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: with 2 threads and another job on one of the 2 cores, every op waits at a
-    thread barrier (measured: greedy decoding of runs/tiny/model 4-12 tok/s instead of ~650)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# tiny models: with 2 threads and another job on one of the 2 cores, every op waits at a thread barrier
+# (measured: greedy decoding of runs/tiny/model 4-12 tok/s instead of ~650)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()
