@@ -119,32 +119,33 @@ def _quantize(a) -> int:
     return 0
 
 
+def _one_or_jsonl(a, name: str, batch, one, needs: tuple[str, ...]) -> int:
+    """Shared shape of `check` and `date`: a JSONL file in, a JSONL file out; or one text, JSON to stdout."""
+    if a.jsonl:
+        if not a.out:
+            raise ValueError(f"{name} --jsonl IN needs --out OUT")
+        print(json.dumps({"out": a.out, "lines": batch(a.jsonl, a.out)}))
+        return 0
+    missing = [f"--{n}" for n in needs if getattr(a, n) is None]
+    if missing:
+        raise ValueError(f"{name} needs {' and '.join(missing)} (or --jsonl IN --out OUT)")
+    print(json.dumps(one(), ensure_ascii=False, indent=1))
+    return 0
+
+
 def _check(a) -> int:
     from dataclasses import asdict
 
     from evals.anachronism import check, check_jsonl
 
-    if a.jsonl:
-        n = check_jsonl(a.jsonl, a.out)
-        print(json.dumps({"out": a.out, "lines": n}))
-    else:
-        if a.text is None or a.year is None:
-            raise ValueError("check needs --text and --year (or --jsonl IN --out OUT)")
-        print(json.dumps([asdict(f) for f in check(a.text, a.year)], ensure_ascii=False, indent=1))
-    return 0
+    return _one_or_jsonl(a, "check", check_jsonl, lambda: [asdict(f) for f in check(a.text, a.year)],
+                         ("text", "year"))
 
 
 def _date(a) -> int:
     from evals.dating import date, date_jsonl
 
-    if a.jsonl:
-        n = date_jsonl(a.jsonl, a.out)
-        print(json.dumps({"out": a.out, "lines": n}))
-    else:
-        if a.text is None:
-            raise ValueError("date needs --text (or --jsonl IN --out OUT)")
-        print(json.dumps(date(a.text)))
-    return 0
+    return _one_or_jsonl(a, "date", date_jsonl, lambda: date(a.text), ("text",))
 
 
 def _eval(a) -> int:

@@ -40,3 +40,17 @@ def test_import_checkpoint(tmp_path, capsys):
     assert cli.main(["import-checkpoint", str(ckpt), "--out", str(tmp_path / "hf")]) == 0
     assert (tmp_path / "hf" / "model.safetensors").exists() and last_json(capsys.readouterr().out)["out"]
     assert cli.main(["import-checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_check_and_date_one_text_or_jsonl(tmp_path, capsys):
+    assert cli.main(["check", "--year", "1550", "--text", "She watched television in the year 1550."]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert [f["word"] for f in found] == ["television"]
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "a", "text": "The internet, and the heart.", "year": 1600}) + "\n")
+    assert cli.main(["check", "--jsonl", str(src), "--out", str(tmp_path / "out.jsonl")]) == 0
+    row = json.loads((tmp_path / "out.jsonl").read_text())
+    assert row["id"] == "a" and [f["word"] for f in row["findings"]] == ["internet"]
+    assert cli.main(["check", "--text", "x"]) == 2 and "needs --year" in capsys.readouterr().err
+    assert cli.main(["check", "--jsonl", str(src)]) == 2 and "needs --out OUT" in capsys.readouterr().err
+    assert cli.main(["date"]) == 2 and "needs --text" in capsys.readouterr().err
