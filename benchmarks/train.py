@@ -45,7 +45,7 @@ def reference_tokens_per_s(cfg: TrainConfig, mcfg, data, steps: int, warmup: int
             if device == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-        x, y = sample_batch(data.train, cfg.batch_size, mcfg.n_ctx, batch_generator(cfg.seed, step, 0, 0))
+        x, y = sample_batch(data, cfg.batch_size, mcfg.n_ctx, batch_generator(cfg.seed, step, 0, 0))
         with ctx:
             _, loss = model(x.to(device), y.to(device))
         loss.backward()

@@ -9,7 +9,10 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-SPLITS = ("train", "validation")
+# train: everything fitted (tokenizer, model, first-seen table, dating model); validation: tuning and early
+# stopping; test: reported figures only. Whole sources per split (training/splits.py); a corpus built
+# before the test split existed simply has no test/ folder (iter_documents yields nothing).
+SPLITS = ("train", "validation", "test")
 
 
 class CorpusError(Exception):

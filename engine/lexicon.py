@@ -1,11 +1,14 @@
 """Dated lexicon: loads engine/lexicon.tsv (terms with the earliest year a writer could have used them) and
-looks words and phrases up by whole normalised form. Owns parsing, validation, normalisation and the
-plural/possessive rule; the anachronism detector and time-locked decoding build on `Lexicon.lookup` and
-`Lexicon.forms` and are not here.
+looks words and phrases up by whole normalised form. Owns parsing, validation and the form key
+(`normalize`); how a form may be written (plural/possessive, verb endings, compounds, early-modern
+spellings) is engine/wordforms.py, shared with the anachronism detector and time-locked decoding.
 
 Matching is on whole forms only, never substrings: the seed checker flagged "ye" inside "year" and "art"
 inside "heart". Category "polysemous" marks forms that also have an older, undatable generic sense
 ("great fire", Latin "radio"); callers must not flag those on their own (see the TSV header).
+Column "cues" (optional; '|'-separated context words) marks a form whose OLD sense is undatable but whose
+LATER sense, dated by the entry, is selected by nearby words ("engine" near "locomotive" 1815): callers
+flag such an entry only when a cue stands near it (evals/anachronism_cues.py says how near).
 """
 
 from __future__ import annotations
@@ -17,13 +20,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
+from engine.wordforms import base_forms  # noqa: F401  (re-exported: the plural/possessive rule lives there)
+
 DEFAULT_PATH = Path(__file__).with_name("lexicon.tsv")
-COLUMNS = ("term", "variants", "earliest_year", "basis", "category", "note")
+COLUMNS = ("term", "variants", "earliest_year", "basis", "category", "note", "cues")
+LEGACY_COLUMNS = COLUMNS[:6]  # files without sense cues (older copies, test fixtures) still load
 YEAR_RANGE = (1000, 2100)
-BASES = frozenset({"first_use", "invention", "founding", "event", "coinage", "building", "street"})
+BASES = frozenset({"first_use", "approximate", "invention", "founding", "event", "coinage", "building", "street"})
 CATEGORIES = frozenset({
     "technology", "transport", "instrument", "science", "medicine", "food", "commodity", "clothing",
     "finance", "print", "institution", "building", "street", "event", "polity", "word", "polysemous",
+    "drink", "sport", "slang", "trade", "politics",
 })
 
 # Hyphen-like marks joining compounds in print and OCR: ASCII hyphen, Unicode hyphen/non-breaking hyphen,
@@ -35,7 +42,6 @@ _SPACES = re.compile(r"\s+")
 # Punctuation a caller may leave on a token ("Telegraph,"); stripped only as a fallback so that listed
 # forms with their own punctuation ("o.k.", "'bus") still match first.
 _EDGE_PUNCT = ".,;:!?\"()[]{}'"
-_ES_AFTER = ("s", "x", "z", "ch", "sh", "o")  # English plural -es follows sibilants and some -o nouns
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class Entry:
     basis: str
     category: str
     note: str
+    cues: tuple[str, ...] = ()  # normalised context words selecting the dated (later) sense; () = none
 
 
 def normalize(form: str) -> str:
@@ -57,37 +64,6 @@ def normalize(form: str) -> str:
     s = unicodedata.normalize("NFKC", form).replace("\u00ad", "")
     s = _HYPHENS.sub(" ", s.translate(_APOSTROPHES)).lower()
     return _SPACES.sub(" ", s).strip()
-
-
-def base_forms(normalized: str) -> list[str]:
-    """Candidate dictionary forms of a normalised word or phrase, most specific first.
-
-    Only the last word is inflected ("steam engines" -> "steam engine"). Rule: possessive 's / s', then
-    plural -ies -> -y (after a consonant), -es after s/x/z/ch/sh/o, and -s (not after s: "glass" is no
-    plural). A stem must keep 3 letters: the corpus mirror has split-word fragments such as "b oks" (1774)
-    that would otherwise become "ok". Verb endings (-ed, -ing) are not stripped: "married" must not find
-    "marry", and forms such as "vaccinated" are listed explicitly instead.
-    """
-    out = [normalized]
-    head, _, last = normalized.rpartition(" ")
-    prefix = head + " " if head else ""
-    stems = []
-    if last.endswith("'s") and len(last) > 2:
-        stems.append(last[:-2])
-    elif last.endswith("s'") and len(last) > 2:
-        stems.append(last[:-1])
-    for word in stems + [last]:
-        if word.endswith("ies") and len(word) >= 5 and word[-4] not in "aeiou":
-            stems.append(word[:-3] + "y")
-        if word.endswith("es") and word[:-2].endswith(_ES_AFTER) and len(word) >= 5:
-            stems.append(word[:-2])
-        if word.endswith("s") and not word.endswith("ss") and len(word) >= 4:
-            stems.append(word[:-1])
-    for stem in stems:
-        cand = prefix + stem
-        if cand not in out:
-            out.append(cand)
-    return out
 
 
 @dataclass(frozen=True)
@@ -124,10 +100,10 @@ class Lexicon:
         return None
 
 
-def _parse_row(cells: list[str], where: str) -> Entry:
-    if len(cells) != len(COLUMNS):
-        raise ValueError(f"{where}: expected {len(COLUMNS)} tab-separated columns {COLUMNS}, got {len(cells)}")
-    term, variants, year_s, basis, category, note = (c.strip() for c in cells)
+def _parse_row(cells: list[str], where: str, columns: tuple[str, ...] = COLUMNS) -> Entry:
+    if len(cells) != len(columns):
+        raise ValueError(f"{where}: expected {len(columns)} tab-separated columns {columns}, got {len(cells)}")
+    term, variants, year_s, basis, category, note, cues_s = (*(c.strip() for c in cells), "")[:7]
     if not term:
         raise ValueError(f"{where}: empty term")
     parts = tuple(v.strip() for v in variants.split("|")) if variants else ()
@@ -146,7 +122,13 @@ def _parse_row(cells: list[str], where: str) -> Entry:
         raise ValueError(f"{where}: category {category!r} not one of {sorted(CATEGORIES)}")
     if category == "polysemous" and not note:
         raise ValueError(f"{where}: a polysemous entry needs a note saying what the older sense is")
-    return Entry(term, parts, year, basis, category, note)
+    cues = tuple(normalize(c) for c in cues_s.split("|")) if cues_s else ()
+    if any(not c for c in cues):
+        raise ValueError(f"{where}: empty cue in {cues_s!r} (cues are '|'-separated context words)")
+    if cues and (category == "polysemous" or not note):
+        raise ValueError(f"{where}: a cued entry needs a real category (not 'polysemous') and a note "
+                         f"saying what the older sense is")
+    return Entry(term, parts, year, basis, category, note, cues)
 
 
 def load_lexicon(path: str | Path = DEFAULT_PATH) -> Lexicon:
@@ -159,6 +141,7 @@ def load_lexicon(path: str | Path = DEFAULT_PATH) -> Lexicon:
     forms: dict[str, Entry] = {}
     form_line: dict[str, int] = {}
     header_seen = False
+    columns = COLUMNS
     with open(path, encoding="utf-8") as f:
         for lineno, raw in enumerate(f, start=1):
             line = raw.rstrip("\r\n")
@@ -167,11 +150,12 @@ def load_lexicon(path: str | Path = DEFAULT_PATH) -> Lexicon:
             where = f"{path}:line {lineno}"
             cells = line.split("\t")
             if not header_seen:
-                if tuple(c.strip() for c in cells) != COLUMNS:
-                    raise ValueError(f"{where}: header must be {COLUMNS}, got {tuple(cells)}")
+                columns = tuple(c.strip() for c in cells)
+                if columns not in (COLUMNS, LEGACY_COLUMNS):
+                    raise ValueError(f"{where}: header must be {COLUMNS} (or without 'cues'), got {tuple(cells)}")
                 header_seen = True
                 continue
-            entry = _parse_row(cells, where)
+            entry = _parse_row(cells, where, columns)
             for surface in (entry.term, *entry.variants):
                 key = normalize(surface)
                 if not key:

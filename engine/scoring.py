@@ -1,6 +1,7 @@
 """Language-model scoring over token windows: summed negative log-likelihood, token and UTF-8 byte counts
 per group (century, decade, ...), from which loss, perplexity and bits per byte follow. Shared by the
-training loop's validation and the evaluators' LM metrics, so both report the same numbers.
+training loop's validation and the evaluators' LM metrics, so both report the same numbers. Both score
+windows as the model is trained and used (`era_windows`): the document's era token at position 0.
 
 Bits per byte divides the summed loss (in bits) by the bytes the predicted tokens stand for, which makes it
 comparable across tokenizers; special tokens (era, end-of-text) stand for no bytes."""
@@ -32,6 +33,47 @@ def window_starts(n_tokens: int, ctx: int, max_tokens: int) -> list[int]:
     n_windows = max(1, (n_tokens - 1) // ctx)
     take = max(1, min(n_windows, max_tokens // ctx))
     return [int(i) * ctx for i in np.linspace(0, n_windows - 1, take).round().astype(int)]
+
+
+def doc_starts_after_eot(tokens: np.ndarray, eot_id: int) -> np.ndarray:
+    """Start offsets of the documents of a stream laid out as [era] + text + [eot] per document."""
+    ends = np.flatnonzero(np.asarray(tokens[:-1]) == eot_id) + 1
+    return np.concatenate([[0], ends]).astype(np.int64)
+
+
+def _doc_start(doc_starts: np.ndarray, start: int) -> int:
+    d = int(np.searchsorted(doc_starts, start, side="right")) - 1
+    return start if d < 0 else int(doc_starts[d])
+
+
+def era_window(tokens: np.ndarray, doc_starts: np.ndarray, start: int, ctx: int) -> np.ndarray:
+    """The ctx+1 tokens of the window at `start` as training sees it (training/tokens.py): its document's
+    first token (the era token) at position 0, then tokens[start:start+ctx]; a window that starts on a
+    document's first token is the stream itself. int64; ctx+1 long when start <= len(tokens) - ctx - 1."""
+    first = _doc_start(doc_starts, start)
+    if first == start:
+        return np.asarray(tokens[start:start + ctx + 1], dtype=np.int64)
+    return np.concatenate([[int(tokens[first])], np.asarray(tokens[start:start + ctx], dtype=np.int64)])
+
+
+def era_windows(tokens: np.ndarray, groups: np.ndarray, doc_starts: np.ndarray, starts: list[int],
+                ctx: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The windows at `starts`, era-prefixed as in training, laid end to end: (tokens, groups, starts) for
+    score_windows. Every target keeps the group of the stream token it is (the prefix is never a target)."""
+    toks, grps, offsets, at = [], [], [], 0
+    for s in starts:
+        s = max(0, min(int(s), len(tokens) - ctx - 1))
+        first = _doc_start(doc_starts, s)
+        w = era_window(tokens, doc_starts, s, ctx)
+        g = np.asarray(groups[s:s + len(w)] if first == s else
+                       np.concatenate([[groups[first]], groups[s:s + len(w) - 1]]), dtype=np.int64)
+        toks.append(w)
+        grps.append(g)
+        offsets.append(at)
+        at += len(w)
+    if not toks:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
+    return np.concatenate(toks), np.concatenate(grps), offsets
 
 
 @torch.no_grad()

@@ -11,10 +11,12 @@ works on the word being written:
     leading letters complete it and then end the word, or, when P already is a banned form, every token
     that ends a word there (space, punctuation, <|endoftext|>). Multiword terms ("steam engine") are
     forbidden at their last word when the words before match.
-Banned forms: every listed form of an entry dated after the lock year, with the plural/possessive endings
-the detector strips (engine/lexicon.base_forms), except category "polysemous" (old generic senses), and the
-words the detector dates on corpus evidence alone (engine/firstseen.strong_words) for the same years. The
-lock uses no margin on lexicon dates: it is stricter than the detector, which allows a few years of slack.
+Banned forms: every listed form of an entry dated after the lock year with every written form the detector
+matches for it (engine/wordforms.surfaces: endings, solid compounds, early-modern spellings), read as runs of
+letters as the lock reads text ("o.k." is "o" then "k"), except category "polysemous" (old generic senses)
+and cued entries (old words in another sense), and the words the detector dates on corpus evidence alone
+(engine/firstseen.strong_words) for the same years. The lock uses no margin on lexicon dates: it is stricter
+than the detector, which allows a few years of slack.
 """
 from __future__ import annotations
 
@@ -26,59 +28,47 @@ from pathlib import Path
 import torch
 from transformers import LogitsProcessor
 
-from engine.firstseen import DEFAULT_CORPUS, StrongRule, load_table, strong_words
+from engine.firstseen import StrongRule, corpus_fingerprint, load_table, strong_words
 from engine.lexicon import Lexicon, load_lexicon, normalize
+from engine.wordforms import surfaces, words as form_words
 
 # Words are runs of letters; an apostrophe separates them as it does for the detector (whose matches end at
 # any non-word character), so "didn't" is the two-part term ("didn", "t") and "mamma'sams" ends "mamma".
 _WORD = re.compile(r"[^\W\d_]+")
 _LEAD = re.compile(r"^[^\W\d_]*")
-_PARTS = re.compile(r"[\s'\u2019]+")
 TAIL_TOKENS = 24  # decoded tail per step: enough for the word in progress and a 7-word multiword prefix
 
 
-def _inflections(form: str) -> set[str]:
-    head, _, last = form.rpartition(" ")
-    pre = head + " " if head else ""
-    out = {form, f"{form}'s", f"{form}s'", f"{form}s"}
-    if last.endswith(("s", "x", "z", "ch", "sh", "o")):
-        out.add(f"{form}es")
-    if last.endswith("y") and len(last) > 2 and last[-2] not in "aeiou":
-        out.add(pre + last[:-1] + "ies")
-    if not head:  # verb endings the detector also matches on single words (telegraphed, telegraphing)
-        stem = last[:-1] if last.endswith("e") else last
-        out |= {stem + "ed", stem + "ing"}
-    return out
+def _add(words: tuple[str, ...], singles: set, multi: dict) -> None:
+    if len(words) == 1:
+        singles.add(words[0])
+    elif words:
+        multi.setdefault(words[:-1], set()).add(words[-1])
 
 
-def banned_forms(year: int, lexicon: Lexicon | None = None, corpus_dir: str | Path | None = DEFAULT_CORPUS
+def banned_forms(year: int, lexicon: Lexicon | None = None, corpus_dir: str | Path | None = None
                  ) -> tuple[frozenset[str], dict[tuple[str, ...], set[str]]]:
     """(single-word forms, {preceding words: last words}) of every non-polysemous lexicon entry dated after
     year, plus the corpus words the detector dates on corpus evidence alone (engine.firstseen.strong_words,
-    e.g. "didn't", first in 1741) when corpus_dir is a built corpus."""
+    e.g. "didn't", first in 1741) of corpus_dir's train split when a corpus is given (never a default folder;
+    engine.corpus_io.CorpusError when corpus_dir is not a built corpus)."""
     if isinstance(year, bool) or not isinstance(year, int) or not 1000 <= year <= 2100:
         raise ValueError(f"lock_year={year!r} must be an integer in 1000..2100")
     lexicon = lexicon or load_lexicon()
     singles, multi = set(), {}
-    if corpus_dir is not None and (Path(corpus_dir) / "report.json").exists():
+    if corpus_dir is not None:
         rule = StrongRule()
         for key, first, _, _, forms in strong_words(load_table(corpus_dir), rule):
             if year < first - rule.margin:
                 for f in {key, *forms}:
-                    words = tuple(w for w in _PARTS.split(normalize(f)) if w)
-                    if len(words) == 1:
-                        singles.add(words[0])
-                    elif words:
-                        multi.setdefault(words[:-1], set()).add(words[-1])
+                    _add(form_words(normalize(f)), singles, multi)
     for form, entry in lexicon.forms().items():
-        if entry.year <= year or entry.category == "polysemous":
+        # Cued entries ("train" near "railway") are old words in another sense; the lock cannot see the words
+        # that will follow, so it bans nothing for them, and the detector flags them only with a cue present.
+        if entry.year <= year or entry.category == "polysemous" or entry.cues:
             continue
-        for f in _inflections(form):
-            words = tuple(w for w in _PARTS.split(f) if w)
-            if len(words) == 1:
-                singles.add(f)
-            else:
-                multi.setdefault(words[:-1], set()).add(words[-1])
+        for f in (form, *surfaces(form)):  # the forms the detector matches (engine/wordforms.py)
+            _add(form_words(f), singles, multi)
     return frozenset(singles), multi
 
 
@@ -131,8 +121,10 @@ class _TokenTable:
 
 
 @lru_cache(maxsize=16)
-def _table(tok, year: int) -> tuple[_TokenTable, tuple[str, ...], dict]:
-    singles, multi = banned_forms(year)
+def _table(tok, year: int, corpus_dir: str | None = None, fingerprint: str | None = None
+           ) -> tuple[_TokenTable, tuple[str, ...], dict]:
+    """Cached per (tokenizer, year, corpus folder, corpus fingerprint): a rebuilt corpus is a new key."""
+    singles, multi = banned_forms(year, corpus_dir=corpus_dir)
     vocab = len(tok)
     return _TokenTable(tok, singles, multi, vocab), tuple(sorted(singles)), multi
 
@@ -140,11 +132,14 @@ def _table(tok, year: int) -> tuple[_TokenTable, tuple[str, ...], dict]:
 class TimeLock(LogitsProcessor):
     """Forbid tokens that would finish a word first attested after `year` (see the module docstring)."""
 
-    def __init__(self, tok, year: int, final_length: int | None = None):
+    def __init__(self, tok, year: int, final_length: int | None = None, corpus_dir: str | Path | None = None):
         """final_length: the sequence length after the last token generation may add (prompt + max new
         tokens). At that last step the text ends after the token, so a banned word may not be left there."""
         self.tok, self.year, self.final_length = tok, year, final_length
-        self.table, self.sorted_singles, self.multi = _table(tok, year)
+        # corpus_dir: whose train-split first-seen words are banned too (None: the dated lexicon alone)
+        where = None if corpus_dir is None else str(Path(corpus_dir).resolve())
+        self.table, self.sorted_singles, self.multi = _table(tok, year, where,
+                                                             where and corpus_fingerprint(where))
 
     def _banned_after(self, prefix: str, history: tuple[str, ...]) -> list[str]:
         """Banned forms (single words, plus last words of multiword terms matching history) starting with prefix.

@@ -4,11 +4,16 @@ Owns: the control tokens (<|endoftext|> between documents, one era token per dec
 <|unknown-era|>), training a byte-level BPE with the `tokenizers` library and saving it atomically as a
 `transformers` tokenizer folder (tokenizer.json + tokenizer_config.json + anno_tokenizer.json), loading it,
 its content hash for cache invalidation, document/prompt encoding, the quality report (fertility, bytes per
-token, round trips, archaic words) and the old project's lossy recipe kept only for comparison.
+token, round trips, archaic words, what the normaliser maps) and the old project's lossy recipe kept only for
+comparison.
 
-Byte-level BPE with no normalizer is lossless by construction: every string is UTF-8 bytes, every byte is in
-the base alphabet, and decode concatenates bytes back. The seed recipe (NFD + StripAccents, whitespace and
-punctuation split) is not: it drops accents and newlines and rejoins pieces with spaces.
+The tokenizer.json carries the corpus's own normalisation (engine/normalize.py: long s, ligatures, vv, curly
+quotes, invisible characters, spaces, NFC) as its normalizer, so stock `AutoTokenizer` users get the text the
+model was trained on. After it, byte-level BPE is lossless: every string is UTF-8 bytes, every byte is in the
+base alphabet, and decode concatenates bytes back, so decode(encode(x)) == x for every normalised x. Folders
+saved before the normalizer existed (normalizer null) load as they are; `encode_prompt` normalises in Python
+for every tokenizer. The seed recipe (NFD + StripAccents, whitespace and punctuation split) is lossy: it
+drops accents and newlines and rejoins pieces with spaces.
 """
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from engine.normalize import NormalizeConfig, apply_rules, normalize, rule_counts, rules, tokenizer_normalizer
 
 ERA_DECADES: tuple[int, ...] = tuple(range(1500, 1860, 10))
 EOT = "<|endoftext|>"
@@ -54,9 +61,13 @@ class TokenizerConfig:
 
     vocab_size: int = 32000
     min_frequency: int = 2
+    # The text normalisation written into tokenizer.json; None: no normalizer (bytes in = bytes out).
+    normalize: NormalizeConfig | None = NormalizeConfig()
 
     def __post_init__(self):
         _check_vocab_size(self.vocab_size)
+        if self.normalize is not None and not isinstance(self.normalize, NormalizeConfig):
+            raise ValueError(f"normalize must be a NormalizeConfig or None, got {self.normalize!r}")
         if isinstance(self.min_frequency, bool) or not isinstance(self.min_frequency, int) or self.min_frequency < 1:
             raise ValueError(f"min_frequency must be an integer >= 1, got {self.min_frequency!r}")
 
@@ -88,19 +99,21 @@ def era_token(year: int | None) -> str:
 PRETOKENIZE = r" ?(?:'(?=\p{Ll}))?\p{L}+(?:'\p{L}+)*| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 
 
-def _byte_level_bpe() -> Tokenizer:
+def _byte_level_bpe(norm: NormalizeConfig | None = None) -> Tokenizer:
     tok = Tokenizer(models.BPE())
+    if norm is not None:
+        tok.normalizer = tokenizer_normalizer(norm)
     # Split then bytes: the pattern sees Unicode letters (ſ, é), ByteLevel then maps every byte losslessly.
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(PRETOKENIZE), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()
-    return tok  # no normalizer, no post-processor: nothing is changed, nothing is appended
+    return tok  # no post-processor: nothing is appended
 
 
 def _train_bpe(texts: Iterable[str], cfg: TokenizerConfig, stats: dict | None = None) -> Tokenizer:
-    tok = _byte_level_bpe()
+    tok = _byte_level_bpe(cfg.normalize)
     trainer = trainers.BpeTrainer(
         vocab_size=cfg.vocab_size,
         min_frequency=cfg.min_frequency,
@@ -225,10 +238,21 @@ def encode_document(tok, text: str, year: int | None) -> list[int]:
     return ([] if era is None else [era]) + _ids(tok, text) + [_eot_id(tok)]
 
 
+def prompt_normalization(tok) -> NormalizeConfig:
+    """The normalisation a tokenizer's training text had: the default one, or keep_long_s when its own
+    normalizer leaves ſ alone (a keep-long-s corpus). Old folders without a normalizer get the default."""
+    norm = _backend(tok).normalizer
+    if norm is not None and norm.normalize_str("\u017f") == "\u017f":
+        return NormalizeConfig(keep_long_s=True)
+    return NormalizeConfig()
+
+
 def encode_prompt(tok, text: str, year: int | None = None) -> list[int]:
-    """ids(text), preceded by the era token when year is given and the tokenizer has era tokens; never eot."""
+    """ids(normalised text), preceded by the era token when year is given and the tokenizer has era tokens;
+    never eot. The text goes through engine.normalize first (mojibake repair as well as the table the
+    tokenizer's own normalizer holds), so a raw early-modern prompt reads as the corpus did."""
     era = _era_id(tok, year) if year is not None else None
-    return ([] if era is None else [era]) + _ids(tok, text)
+    return ([] if era is None else [era]) + _ids(tok, normalize(text, prompt_normalization(tok)))
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -248,14 +272,17 @@ def _decode(tok, ids: list[int]) -> str:
 
 def tokenizer_report(tok, texts: Sequence[str], words: Sequence[str] | None = None) -> dict:
     """Fertility, bytes per token, round-trip failures over texts; single-token check of words (default: the
-    archaic list). tok is a transformers tokenizer or a bare tokenizers.Tokenizer (the seed recipe)."""
+    archaic list); what the normaliser maps in texts (matches per rule). tok is a transformers tokenizer or a
+    bare tokenizers.Tokenizer (the seed recipe). A round trip must give back the text as engine.normalize's
+    table leaves it (the text itself when it is already normal, as corpus text is)."""
     texts = list(texts)
     words = archaic_words() if words is None else list(words)
     encodings = _backend(tok).encode_batch(texts, add_special_tokens=False)  # parallel over texts
     n_tokens = sum(len(e.ids) for e in encodings)
     n_words = sum(len(_WORD.findall(t)) for t in texts)
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
-    failures = sum(_decode(tok, e.ids) != t for e, t in zip(encodings, texts))
+    cfg = prompt_normalization(tok)
+    failures = sum(_decode(tok, e.ids) != apply_rules(t, cfg) for e, t in zip(encodings, texts))
     pieces = {w: len(_ids(tok, " " + w)) for w in words}
     single = [w for w, n in pieces.items() if n == 1]
     return {
@@ -266,6 +293,7 @@ def tokenizer_report(tok, texts: Sequence[str], words: Sequence[str] | None = No
         "fertility": n_tokens / n_words if n_words else None,
         "bytes_per_token": n_bytes / n_tokens if n_tokens else None,
         "round_trip_failures": failures,
+        "normalizer": _normalizer_report(tok, texts),
         "archaic": {
             "checked": len(pieces),
             "single_token": single,
@@ -273,6 +301,17 @@ def tokenizer_report(tok, texts: Sequence[str], words: Sequence[str] | None = No
             "tokens_per_word": pieces,
         },
     }
+
+
+def _normalizer_report(tok, texts: list[str]) -> dict | None:
+    """The rules of our normaliser and their matches in texts; None for a tokenizer without it (the seed's
+    NFD + StripAccents is reported by its round-trip failures instead). On a corpus built by this pipeline
+    the counts are 0: the corpus was normalised by the same table (a non-zero count means it was not)."""
+    if _backend(tok).normalizer is None or isinstance(tok, Tokenizer):
+        return None
+    cfg = prompt_normalization(tok)
+    return {"rules": {r.name: r.what for r in rules(cfg)}, "keep_long_s": cfg.keep_long_s,
+            "counts": rule_counts(texts, cfg)}
 
 
 def seed_recipe_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:

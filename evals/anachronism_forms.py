@@ -1,5 +1,6 @@
 """Surfaces and the compiled matcher of the anachronism detector: every written form it looks for (lexicon
-forms with their plural, possessive and -ed/-ing endings; strong corpus-only words), each with the year
+forms with the written forms engine/wordforms.py derives - plural, possessive, verb endings, solid
+compounds, early-modern spellings, the same set the time lock bans; strong corpus-only words), each with the year
 threshold below which it is flagged, compiled into ONE trie-shaped regex. Owns the length-preserving
 character fold. The margins and evidence thresholds themselves are stated in evals/anachronism.py.
 
@@ -12,22 +13,26 @@ lookbehind first (2.4M with the branch first), while merely tokenising every wor
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Mapping
 
 from engine.firstseen import FirstSeenTable, StrongRule, spelling_key, strong_words
-from engine.lexicon import base_forms, load_lexicon
+from engine.lexicon import load_lexicon
+from engine.normalize import char_map
+from engine.wordforms import inflections, surfaces as derived_forms  # noqa: F401  (inflections: re-export)
 
 CORPUS = "corpus"  # basis of findings whose only evidence is the corpus first-seen table
 NEVER = -10**9     # threshold of polysemous forms: no year is below it, so they are never flagged
 
-# Length-preserving fold applied before lower(): curly and modifier apostrophes, hyphen-like dashes,
-# long s, and dotted capital I (the one character whose lower() is two characters long). Applied as a
-# chain of str.replace, each skipped when its character is absent: str.translate with a dict took 0.65 s
-# on the 3.3M-character validation split, the replace chain 0.01 s.
-FOLD = (*((c, "'") for c in "\u2019\u2018\u02bc\u2032\u00b4`"),
-        *((c, "-") for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2e17"), ("\u017f", "s"), ("\u0130", "i"))
+# The one text normalisation (engine/normalize.py) cannot rewrite a text whose spans are reported, so the
+# detector reads its character table as a fold. Length-preserving part, applied before lower(): every
+# character the table maps to one character (long s, curly quotes, Unicode spaces), plus word-key folds of
+# its own: prime/acute/backtick as apostrophes, hyphen-like dashes, and dotted capital I (the one character
+# whose lower() is two characters long). Applied as a chain of str.replace, each skipped when its character
+# is absent: str.translate with a dict took 0.65 s on the 3.3M-character validation split, the chain 0.01 s.
+_TABLE = char_map()
+FOLD = (*((c, r) for c, r in _TABLE.items() if len(r) == 1), *((c, "'") for c in "\u2032\u00b4`"),
+        *((c, "-") for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2e17"), ("\u0130", "i"))
 
 
 def fold(s: str) -> str:
@@ -38,10 +43,10 @@ def fold(s: str) -> str:
     return s.lower()
 
 
-# Characters that need a length-changing fold (slow path with an offset map): soft hyphen (removed: it
-# marks a line-break point inside one word) and the f/s ligatures of period type.
-EXPAND = {"\u00ad": "", **{chr(c): unicodedata.normalize("NFKC", chr(c)).lower() for c in range(0xFB00, 0xFB07)}}
-SLOW_CHARS = re.compile("[" + "".join(EXPAND) + "]")
+# Characters the table removes or expands (slow path with an offset map): soft hyphen (it marks a line-break
+# point inside one word), zero-width and control characters, and ligatures (ﬁ -> fi, ﬅ -> st), lowercased.
+EXPAND = {c.lower(): r.lower() for c, r in _TABLE.items() if len(r) != 1}
+SLOW_CHARS = re.compile("[" + "".join(map(re.escape, EXPAND)) + "]")
 SEP = r"[\s\-]{1,10}"  # between words of a multiword form: spaces, a line break, a hyphen ("steam-engine")
 SEP_RE = re.compile(r"[\s\-]+")
 MAX_SEP = 10
@@ -56,42 +61,18 @@ class Matcher:
     max_len: int  # longest possible match in characters: the overlap between scan windows
 
 
-def inflections(form: str, verbs: bool) -> list[str]:
-    """Endings a written form may carry, kept only where engine.lexicon.base_forms maps them back to
-    `form` (plural -s/-es/-ies, possessive 's/s'), plus, for single words when `verbs`, -ed/-ing/-d
-    ("telegraphed", "vaccinating"). The lexicon does not strip verb endings ("married" must not find
-    "marry"); adding them to a listed form is safer but can still reach an older word ("carboned", Pepys
-    1659, from carbonado), so `_lexicon_surfaces` drops derived words the corpus has before the entry."""
-    out = []
-    stem_y = form[:-1] + "ies" if form.endswith("y") else None
-    for cand in (form + "s", form + "es", stem_y, form + "'s", form + "s'", form + "es'",
-                 stem_y and stem_y + "'"):
-        if cand and cand not in out and form in base_forms(cand)[1:]:
-            out.append(cand)
-    if verbs and " " not in form and form.isalpha() and len(form) >= 4:
-        if form.endswith("e"):
-            out += [form + "d", form[:-1] + "ing"]
-        elif form.endswith("y") and form[-2] not in "aeiou":
-            out += [form[:-1] + "ied", form + "ing"]
-        else:
-            out += [form + "ed", form + "ing"]
-    return out
-
-
 def _lexicon_surfaces(lexicon_path: str, margins: Mapping[str, int],
                       table: FirstSeenTable | None) -> dict[str, tuple]:
-    """Listed forms, then derived ones: endings (`inflections`) and two-word forms written solid
-    ("lightningrod"). A derived single word that the corpus attests before the entry's year is left out:
-    "carboned" (Pepys 1659, from carbonado) is not "carbon" + -ed."""
+    """Listed forms, then derived ones (engine.wordforms.surfaces: endings, "lightningrod", "vmbrella"). A
+    derived single word that the corpus attests before the entry's year is left out: "carboned" (Pepys 1659,
+    from carbonado) is not "carbon" + -ed."""
     surfaces: dict[str, tuple] = {}
     forms = load_lexicon(lexicon_path).forms()
     for exact in (True, False):  # listed forms first: a derived surface never shadows a listed one
         for form, entry in forms.items():
             poly = entry.category == "polysemous"
             threshold = NEVER if poly else entry.year - margins[entry.basis]
-            derived = inflections(form, verbs=not poly)
-            if not poly and form.count(" ") == 1 and form.replace(" ", "").isalpha():
-                derived.append(form.replace(" ", ""))
+            derived = derived_forms(form, polysemous=poly, cued=bool(entry.cues))  # "trained" is not a train
             for surf in ([form] if exact else derived):
                 surf = fold(surf)
                 if surf in surfaces:

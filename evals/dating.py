@@ -1,6 +1,9 @@
-"""Period dating of text: `date(text)` -> {"year", "low", "high"} (a calibrated central 80% interval), the
-model behind it (`DatingModel`: fit / save / load, cached per corpus fingerprint), leave-source-out
-`cross_validate`, and the batch file interface `date_jsonl` for outside graders.
+"""Period dating of text: `date(text, corpus_dir)` -> {"year", "low", "high"} (a calibrated central 80%
+interval), the model behind it (`DatingModel`: fit / save / load, cached per corpus fingerprint), and the batch
+file interface `date_jsonl` for outside graders. Cross-validation lives in evals/dating_cv.py.
+
+The corpus is always explicit (no default folder: `date` without one is a ValueError) and the served model is
+fitted on its train split only, so dating validation or test text is a held-out measurement.
 
 Method: passages of 300 words, at most 20 evenly spaced per source (Pepys and the ELTeC novels must not swamp
 the 5-11 texts of a decade); hashed character 2-4-grams inside word boundaries (case kept: 18th-century
@@ -9,8 +12,8 @@ capitalised Nouns date text) plus lower-cased word unigrams and bigrams, log-cou
 (sigma 30 years) gives decade scores; softmax(scores / T) is a distribution over decades (uniform within
 each); the year is its median and the interval its 10th-90th percentiles, T chosen by inner leave-source-out
 folds so that the interval covers 80% of held-out passages. Ridge is solved in the dual (one Cholesky of the
-passage Gram, ~1 s) so that calibration and CV folds are cheap. Leave-source-out CV on data/corpus (197 texts,
-10 folds): MAE 13.8 years (1500s 9.0, 1600s 15.4, 1700s 16.2, 1800s 14.2), coverage 0.80 (0.73-0.85 by
+passage Gram, ~1 s) so that calibration and CV folds are cheap. Leave-source-out CV on the 197-text corpus
+(10 folds, before the splits were by source): MAE 13.8 years (1500s 9.0, 1600s 15.4, 1700s 16.2, 1800s 14.2), coverage 0.80 (0.73-0.85 by
 century); ridge straight onto the year gave MAE 23 (shrinks to the mean), sigma 10 / 20 / 30 gave 15.8 / 14.6
 / 14.3 (40 passages per source). Standard Ebooks (Pepys, 1800s) and NLTK Shakespeare are modernised, so the
 features carry lexis and function words, not spelling alone; Pepys is still dated ~90 years late.
@@ -39,10 +42,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine.corpus_io import SPLITS, iter_documents, load_report
+from engine.normalize import normalize as normalize_text
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CORPUS = ROOT / "data" / "corpus"
-DEFAULT_CACHE = ROOT / "data" / "cache" / "dating"
+FIT_SPLITS = ("train",)  # the served model never sees validation or test text
 FORMAT_VERSION = 1
 FLAGS = (None, "short", "empty", "no_evidence")
 MIN_EVIDENCE = 10  # distinct known features below which a text is dated by the prior (CJK, binary noise)
@@ -130,22 +132,24 @@ def _evenly(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int)) if n else np.zeros(0, int)
 
 
-def corpus_passages(corpus_dir: str | Path, cfg: DatingConfig) -> list[dict]:
-    """Up to max_passages_per_source evenly spaced passages per source (both splits: dating holds out by
-    source, not by the LM's split). Two passes over the shards so only the chosen passages are held."""
+def corpus_passages(corpus_dir: str | Path, cfg: DatingConfig, splits: tuple[str, ...] = SPLITS) -> list[dict]:
+    """Up to max_passages_per_source evenly spaced passages per source of the given splits, each with its
+    source_id, year, archive ("source") and author. Two passes over the shards so only the chosen passages
+    are held."""
     counts: dict[str, list[int]] = {}
-    for split in SPLITS:
+    for split in splits:
         for d in iter_documents(corpus_dir, split):
             counts.setdefault(d["source_id"], []).append(len(_windows(d["text"].split(), cfg)))
     chosen = {sid: set(_evenly(sum(c), cfg.max_passages_per_source).tolist()) for sid, c in counts.items()}
     seen = {sid: 0 for sid in counts}
     out = []
-    for split in SPLITS:
+    for split in splits:
         for d in iter_documents(corpus_dir, split):
             sid = d["source_id"]
             for win in _windows(d["text"].split(), cfg):
                 if seen[sid] in chosen[sid]:
-                    out.append({"source_id": sid, "year": int(d["year"]), "tokens": normalize(" ".join(win)).split()})
+                    out.append({"source_id": sid, "year": int(d["year"]), "source": d.get("source"),
+                                "author": d.get("author"), "tokens": normalize(" ".join(win)).split()})
                 seen[sid] += 1
     return out
 
@@ -156,9 +160,10 @@ def text_passages(text: str, cfg: DatingConfig) -> tuple[list[list[str]], int]:
     span = cfg.passage_words * 12  # chars per slice: ~6 chars a word in the corpus, with room to spare
     if len(text) > span * cfg.max_text_passages * 2:
         starts = np.linspace(0, len(text) - span, cfg.max_text_passages).astype(int)
-        passages = [p for s in starts if (p := normalize(text[s:s + span]).split()[1:-1][:cfg.passage_words])]
+        passages = [p for s in starts  # engine/normalize.py per slice: memory stays flat
+                    if (p := normalize(normalize_text(text[s:s + span])).split()[1:-1][:cfg.passage_words])]
         return passages, sum(map(len, passages))
-    tokens = normalize(text).split()
+    tokens = normalize(normalize_text(text)).split()  # read as the corpus was (vv, long s, mojibake)
     wins = [tokens[i:i + cfg.passage_words] for i in range(0, len(tokens), cfg.passage_words)]
     if len(wins) > 1 and len(wins[-1]) < cfg.min_passage_words:
         wins = wins[:-1]
@@ -233,12 +238,16 @@ class DatingModel:
         self.decades, self.prior, self.temperature, self.meta = decades, prior, float(temperature), meta
 
     @classmethod
-    def fit(cls, corpus_dir: str | Path = DEFAULT_CORPUS, config: DatingConfig | None = None) -> "DatingModel":
+    def fit(cls, corpus_dir: str | Path, config: DatingConfig | None = None,
+            splits: tuple[str, ...] = FIT_SPLITS) -> "DatingModel":
         cfg, t0 = config or DatingConfig(), time.time()
-        ps = corpus_passages(corpus_dir, cfg)
+        ps = corpus_passages(corpus_dir, cfg, splits)
+        if not ps:
+            raise ValueError(f"corpus {corpus_dir} has no passage of {cfg.min_passage_words}+ words in split(s) "
+                             f"{', '.join(splits)} to fit the dating model on")
         model = cls.fit_passages([hash_passage(p["tokens"], cfg) for p in ps], np.array([p["year"] for p in ps]),
                                  [p["source_id"] for p in ps], cfg)
-        model.meta.update(corpus_fingerprint=load_report(corpus_dir).get("fingerprint"),
+        model.meta.update(corpus_fingerprint=load_report(corpus_dir).get("fingerprint"), splits=list(splits),
                           train_seconds=round(time.time() - t0, 1))
         return model
 
@@ -345,38 +354,54 @@ def _atomic(path: Path, write) -> None:
         raise
 
 
-def load_or_fit(corpus_dir: str | Path = DEFAULT_CORPUS, cache_dir: str | Path = DEFAULT_CACHE,
-                config: DatingConfig | None = None) -> DatingModel:
-    """The model for a corpus, from cache_dir/<fingerprint[:16]>-<config hash[:8]> or fitted and cached."""
+def _cache_dir(corpus_dir: str | Path, cache_dir: str | Path | None) -> Path:
+    """cache_dir, or the corpus folder's sibling "cache/dating" (data/cache/dating for data/corpus)."""
+    return Path(cache_dir) if cache_dir is not None else Path(corpus_dir).resolve().parent / "cache" / "dating"
+
+
+def load_or_fit(corpus_dir: str | Path, cache_dir: str | Path | None = None,
+                config: DatingConfig | None = None, splits: tuple[str, ...] = FIT_SPLITS) -> DatingModel:
+    """The model for a corpus, from <cache_dir>/<fingerprint[:16]>-<config+splits hash[:8]> or fitted on
+    `splits` and cached."""
     cfg = config or DatingConfig()
     fp = load_report(corpus_dir).get("fingerprint") or "nofingerprint"
-    key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:8]
-    path = Path(cache_dir) / f"{fp[:16]}-{key}"
+    key = hashlib.sha256(json.dumps([asdict(cfg), list(splits)], sort_keys=True).encode()).hexdigest()[:8]
+    path = _cache_dir(corpus_dir, cache_dir) / f"{fp[:16]}-{key}"
     if (path / "dating.json").exists():
         try:
             return DatingModel.load(path)
         except (ValueError, OSError, KeyError, json.JSONDecodeError):
             pass  # stale or half-written cache: refit below
-    model = DatingModel.fit(corpus_dir, cfg)
+    model = DatingModel.fit(corpus_dir, cfg, splits)
     model.save(path)
     return model
 
 
 @lru_cache(maxsize=4)
-def _cached_model(corpus_dir: str, cache_dir: str) -> DatingModel:
+def _cached_model(corpus_dir: str, cache_dir: str | None, fingerprint: str) -> DatingModel:
     return load_or_fit(corpus_dir, cache_dir)
 
 
-def date(text: str, corpus_dir: str | Path = DEFAULT_CORPUS, cache_dir: str | Path = DEFAULT_CACHE) -> dict:
+def _model_for(corpus_dir: str | Path | None, cache_dir: str | Path | None) -> DatingModel:
+    if corpus_dir is None:
+        raise ValueError("date needs a corpus (corpus_dir / --corpus DIR, a built corpus folder): the dating "
+                         "model is fitted on its train split")
+    fp = load_report(corpus_dir).get("fingerprint") or ""  # CorpusError when it is not a built corpus
+    return _cached_model(str(Path(corpus_dir).resolve()), None if cache_dir is None else str(Path(cache_dir).resolve()),
+                         fp)
+
+
+def date(text: str, corpus_dir: str | Path | None = None, cache_dir: str | Path | None = None) -> dict:
     """Date a passage: {"year", "low", "high"} (central 80% interval) plus "decade_probs", "words",
-    "passages" and "flag" (None, "short", "empty", "no_evidence"). The model is fitted on first use."""
-    return _cached_model(str(Path(corpus_dir).resolve()), str(Path(cache_dir).resolve())).date(text)
+    "passages" and "flag" (None, "short", "empty", "no_evidence"), by the model of `corpus_dir`'s train split
+    (fitted and cached on first use; ValueError when corpus_dir is None)."""
+    return _model_for(corpus_dir, cache_dir).date(text)
 
 
-def date_jsonl(in_path: str | Path, out_path: str | Path, corpus_dir: str | Path = DEFAULT_CORPUS,
-               cache_dir: str | Path = DEFAULT_CACHE, model: DatingModel | None = None) -> int:
+def date_jsonl(in_path: str | Path, out_path: str | Path, corpus_dir: str | Path | None = None,
+               cache_dir: str | Path | None = None, model: DatingModel | None = None) -> int:
     """Read {"id", "text"} lines, write {"id", "year", "low", "high"} lines (same order); returns the count."""
-    model = model or _cached_model(str(Path(corpus_dir).resolve()), str(Path(cache_dir).resolve()))
+    model = model or _model_for(corpus_dir, cache_dir)
     out = []
     with open(in_path, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
@@ -393,46 +418,3 @@ def date_jsonl(in_path: str | Path, out_path: str | Path, corpus_dir: str | Path
     out_path = Path(out_path)
     _atomic(out_path, lambda tmp: Path(tmp).write_text("".join(x + "\n" for x in out), encoding="utf-8"))
     return len(out)
-
-
-def cross_validate(corpus_dir: str | Path = DEFAULT_CORPUS, folds: int = 10, config: DatingConfig | None = None,
-                   short_words: int = 60) -> dict:
-    """Leave-source-out CV: sources dealt into `folds` groups; each fold refits everything (vocabulary, IDF,
-    weights, inner-CV temperature) on the other folds and dates the held-out passages, and their first
-    `short_words` words. Returns MAE overall / per century / per fold, interval coverage and width."""
-    cfg, t0 = config or DatingConfig(), time.time()
-    ps = corpus_passages(corpus_dir, cfg)
-    if len({p["source_id"] for p in ps}) < folds:
-        raise ValueError(f"folds={folds} exceeds the number of sources with passages")
-    hashed = [hash_passage(p["tokens"], cfg) for p in ps]
-    short = [hash_passage(p["tokens"][:short_words], cfg) for p in ps]
-    years, groups = np.array([p["year"] for p in ps]), [p["source_id"] for p in ps]
-    fold = _source_folds(groups, years, folds)
-    res = {k: np.zeros((len(ps), 3)) for k in ("full", "short")}
-    for f in range(folds):
-        tr, te = np.where(fold != f)[0], np.where(fold == f)[0]
-        m = DatingModel.fit_passages([hashed[i] for i in tr], years[tr], [groups[i] for i in tr], cfg)
-        c = cfg.coverage
-        for key, rows in (("full", hashed), ("short", short)):
-            p = _softmax(m.scores([rows[i] for i in te]), m.temperature)
-            res[key][te] = _quantiles(p, m.decades, [0.5, (1 - c) / 2, (1 + c) / 2])
-
-    def figures(r, sel):
-        err = np.abs(np.round(r[sel, 0]) - years[sel])  # as date() reports it
-        inside = (years[sel] >= np.floor(r[sel, 1])) & (years[sel] <= np.ceil(r[sel, 2]))
-        return {"passages": int(sel.sum()), "mae": round(float(err.mean()), 2),
-                "median_ae": round(float(np.median(err)), 2), "coverage": round(float(inside.mean()), 3),
-                "mean_width": round(float((r[sel, 2] - r[sel, 1]).mean()), 1)}
-
-    everything, err, gid = np.ones(len(ps), bool), np.abs(res["full"][:, 0] - years), np.array(groups)
-    per_source = {g: (round(float(err[gid == g].mean()), 1), int(years[gid == g][0])) for g in sorted(set(groups))}
-    worst = sorted(per_source.items(), key=lambda kv: -kv[1][0])[:8]
-    return {"folds": folds, "sources": len(per_source), "interval": f"central {cfg.coverage:.0%}",
-            **figures(res["full"], everything),
-            "by_century": {str(c): figures(res["full"], years // 100 * 100 == c)
-                           for c in sorted(set((years // 100 * 100).tolist()))},
-            "by_fold": [figures(res["full"], fold == f)["mae"] for f in range(folds)],
-            "source_mean_mae": round(float(np.mean([v[0] for v in per_source.values()])), 2),
-            "worst_sources": [{"source_id": g, "year": y, "mae": e} for g, (e, y) in worst],
-            "short": {"words": short_words, **figures(res["short"], everything)},
-            "config": asdict(cfg), "seconds": round(time.time() - t0, 1)}

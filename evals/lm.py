@@ -1,8 +1,9 @@
 """LM metrics on a built corpus: loss, perplexity and bits per byte on a split, overall and per decade.
 
 Documents are encoded exactly as in training ([era token] + text + [<|endoftext|>]) and scored in
-non-overlapping context windows spread over the whole split (engine/scoring.py), so these figures match
-the training loop's validation figures for the same windows."""
+non-overlapping context windows spread over the whole split (engine/scoring.py), each with its document's
+era token at position 0 as in training, so these figures match the training loop's validation figures for
+the same windows."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,9 @@ import numpy as np
 
 from engine.corpus_io import iter_documents
 from engine.generate import model_context
-from engine.scoring import score_windows, summarize, token_byte_lengths, window_starts
-from engine.tokenizer import ERA_DECADES, encode_document
+from engine.scoring import (doc_starts_after_eot, era_windows, score_windows, summarize, token_byte_lengths,
+                            window_starts)
+from engine.tokenizer import EOT, ERA_DECADES, encode_document, era_token
 
 DECADES = [f"{d}s" for d in ERA_DECADES] + ["undated"]
 
@@ -40,6 +42,9 @@ def lm_metrics(model, tok, corpus_dir: str | Path, split: str = "validation", ma
         raise ValueError(f"the {split} split of {corpus_dir} has no text to score")
     ctx = model_context(model)
     starts = window_starts(len(tokens), ctx, max_tokens)
+    if tok.backend_tokenizer.token_to_id(era_token(None)) is not None:  # era windows, as the model was trained
+        eot = tok.backend_tokenizer.token_to_id(EOT)
+        tokens, groups, starts = era_windows(tokens, groups, doc_starts_after_eot(tokens, eot), starts, ctx)
     device = next(model.parameters()).device
     sums = score_windows(model, tokens, groups, starts, ctx, token_byte_lengths(tok), len(DECADES), device=device)
     r = summarize(sums, DECADES)

@@ -4,7 +4,7 @@
   scored by whether expected words of the moment appear, whether forbidden (later) words appear, and the
   anachronism detector's findings at the probe's year. All word matching is whole-word.
 * Era fidelity: generate from the era token of year Y alone, date the text with the dating model, and
-  report |estimate - Y| per Y.
+  report |estimate - Y| per Y (`cli.py era-fidelity`; the quick suite runs it at ERA_YEARS).
 Texts are kept in the result so that a reader can judge them too."""
 from __future__ import annotations
 
@@ -70,22 +70,35 @@ def run_probes(model, tok, probes: list[dict] | None = None, samples: int = 2, m
             "findings_per_1000_words": findings * per_k, "rows": rows}
 
 
-def era_fidelity(model, tok, years=(1550, 1600, 1650, 1700, 1750, 1800, 1850), samples: int = 2,
-                 max_new_tokens: int = 120, seed: int = 0, corpus_dir=None) -> dict:
-    """Generate from the era token of each year (empty prompt), date the text (with the dating model of
-    corpus_dir, default data/corpus), report the error in years."""
+ERA_YEARS = (1550, 1650, 1750, 1840)  # issue 13's four eras
+
+
+def era_fidelity(model, tok, years=ERA_YEARS, samples: int = 6, max_new_tokens: int = 150, seed: int = 0,
+                 corpus_dir=None) -> dict:
+    """Generate `samples` texts from the era token of each year alone (empty prompt; sample i uses seed+i),
+    date each with the dating model of corpus_dir, and report the error in years: mae_years over every
+    sample, and per year the estimates, their mean, its mean absolute error and the texts. `ordered` says
+    whether the mean estimates rise strictly with the requested years."""
     from evals.dating import date
 
+    years = [years] if isinstance(years, int) else list(years)
+    if not years or any(isinstance(y, bool) or not isinstance(y, int) or not 1500 <= y <= 1859 for y in years):
+        raise ValueError(f"years={years!r}: need one or more integer years in 1500..1859 (the era tokens' range)")
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= 1000:
+        raise ValueError(f"samples={samples!r}: must be an integer in 1..1000")
     per_year, errors = {}, []
     for y in years:
-        est = []
+        est, texts = [], []
         for i in range(samples):
             cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.8, top_k=50, top_p=0.95,
                                    seed=seed + i, year=y)
             text = _generate(model, tok, "", cfg)
-            d = date(text) if corpus_dir is None else date(text, corpus_dir=corpus_dir)
-            est.append(d["year"])
-            errors.append(abs(d["year"] - y))
-        per_year[str(y)] = {"estimates": est, "mean_abs_error": statistics.fmean(abs(e - y) for e in est)}
-    return {"years": list(years), "samples_per_year": samples, "mae_years": statistics.fmean(errors),
-            "per_year": per_year}
+            est.append((date(text) if corpus_dir is None else date(text, corpus_dir))["year"])
+            texts.append(text)
+        errors += [abs(e - y) for e in est]
+        per_year[str(y)] = {"estimates": est, "mean_estimate": statistics.fmean(est),
+                            "mean_abs_error": statistics.fmean(abs(e - y) for e in est), "texts": texts}
+    means = [per_year[str(y)]["mean_estimate"] for y in sorted(set(years))]
+    return {"years": years, "samples_per_year": samples, "max_new_tokens": max_new_tokens, "seed": seed,
+            "corpus": None if corpus_dir is None else str(corpus_dir), "mae_years": statistics.fmean(errors),
+            "ordered": all(a < b for a, b in zip(means, means[1:])), "per_year": per_year}

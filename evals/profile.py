@@ -28,9 +28,9 @@ from pathlib import Path
 
 from engine.corpus_io import CorpusError, iter_documents, load_report
 from engine.firstseen import WORD_RE
+from engine.normalize import normalize as normalize_text
 
 VERSION = 1
-DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
 _FORMS = json.loads((Path(__file__).with_name("profile_forms.json")).read_text(encoding="utf-8"))
 
 
@@ -222,14 +222,15 @@ def _sample(text: str, cfg: ProfileConfig) -> str:
     return "\n\n".join(parts)
 
 
-def profile(text: str, year: int | None = None, *, corpus_dir: str | Path | None = DEFAULT_CORPUS,
+def profile(text: str, year: int | None = None, *, corpus_dir: str | Path | None = None,
             reference_data: dict | None = None, cfg: ProfileConfig = DEFAULT) -> dict:
     """Profile `text`; `percentiles` against corpus passages of `year`'s period (all periods when year is None).
 
     Returns {"metrics": {name: value}, "archaic_counts": {form: n}, "percentiles": {name: 0..100},
     "period": str|None, "reference_passages": int, "words": int, "sentences": int, "passages": int,
     "sampled": bool, "notes": [str]}. Percentiles are mid-ranks: 100 * (below + equal/2) / n. No percentiles
-    (and a note) when corpus_dir is None or not a built corpus; pass reference_data to skip the lookup.
+    (and a note) when corpus_dir is None (no default folder is read) or not a built corpus; pass
+    reference_data to skip the lookup.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
@@ -241,7 +242,7 @@ def profile(text: str, year: int | None = None, *, corpus_dir: str | Path | None
     if sampled:
         notes.append(f"sampled {cfg.max_chars:,} of {len(text):,} chars in {cfg.sample_windows} windows")
         text = _sample(text, cfg)
-    sents = split_sentences(normalise(text))
+    sents = split_sentences(normalise(normalize_text(text)))  # input read as the corpus was (engine/normalize.py)
     metrics, arch = measure(sents, cfg)
     parts = passages(sents, cfg.passage_words)
     if len(parts) > 1:  # length-dependent metrics: mean over passages, as measured in the reference
@@ -260,6 +261,8 @@ def profile(text: str, year: int | None = None, *, corpus_dir: str | Path | None
             ref = reference(corpus_dir, cfg=cfg)
         except (CorpusError, OSError, ValueError) as e:  # no built corpus: profile anyway, say why
             notes.append(f"no percentiles: reference unavailable ({type(e).__name__}: {e})")
+    elif ref is None:
+        notes.append("no percentiles: no corpus given (corpus_dir) to compare with")
     if ref is not None:
         key, group = period_group(ref, year)
         if key != period_key(year) and year is not None:
@@ -382,7 +385,7 @@ def _load(corpus_dir: str, fingerprint: str, cache_dir: str | None, cfg: Profile
     return data
 
 
-def reference(corpus_dir: str | Path = DEFAULT_CORPUS, *, cache_dir: str | Path | None = None,
+def reference(corpus_dir: str | Path, *, cache_dir: str | Path | None = None,
               cfg: ProfileConfig = DEFAULT) -> dict:
     """The reference distributions of a built corpus: read from cache_path() when it matches the corpus
     fingerprint, VERSION and cfg, else built (build_reference: 15 s for the 11.5M-word corpus here) and

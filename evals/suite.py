@@ -1,7 +1,7 @@
 """Evaluation suites: one call runs every evaluator on a model and writes report.json + report.md.
 
 quick (about 2 minutes on CPU for the tiny model): LM metrics on 16k validation tokens, 8 probes x 1
-sample, era fidelity at 4 years, 8 continuations scored with ROUGE/BLEU, and the linguistic profile of
+sample, era fidelity at 4 years x 2 samples, 8 continuations scored with ROUGE/BLEU, and the linguistic profile of
 the generated text. full: more of each, the probes also time-locked, and the time-lock report.
 """
 from __future__ import annotations
@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine.corpus_io import iter_documents
-from engine.generate import Finished, GenerationConfig, stream
+from engine.generate import Finished, GenerationConfig, model_context, stream
 from engine.loading import load
+from evals.probes import ERA_YEARS
 
 SUITES = ("quick", "full")
 
@@ -29,11 +30,12 @@ class SuiteConfig:
     era_samples: int
     continuations: int
     timelock_samples: int  # 0: no time-lock report
+    era_new_tokens: int = 150  # tokens per era-fidelity sample (issue 13's recipe; capped by the context)
 
 
 def suite_config(name: str) -> SuiteConfig:
     if name == "quick":
-        return SuiteConfig("quick", 16_384, 8, 1, (1550, 1650, 1750, 1840), 1, 8, 0)
+        return SuiteConfig("quick", 16_384, 8, 1, ERA_YEARS, 2, 8, 0)
     if name == "full":
         return SuiteConfig("full", 131_072, 20, 3, tuple(range(1500, 1851, 50)), 3, 40, 200)
     raise ValueError(f"suite={name!r}; allowed: {', '.join(SUITES)}")
@@ -92,7 +94,7 @@ def run_suite(model_name: str, suite: str = "quick", corpus_dir: str | None = No
 
     cfg = suite_config(suite)
     m = load(model_name)
-    corpus_dir = corpus_dir or _corpus_of(model_name)
+    corpus_dir = corpus_dir or corpus_of(model_name)
     t0, timings = time.time(), {}
     report = {"model": str(model_name), "model_path": str(m.path), "suite": asdict(cfg), "corpus": corpus_dir,
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -109,7 +111,8 @@ def run_suite(model_name: str, suite: str = "quick", corpus_dir: str | None = No
     if suite == "full":
         step("probes_locked", lambda: run_probes(m.model, m.tokenizer, probes, samples=cfg.probe_samples, lock=True))
     step("era_fidelity", lambda: era_fidelity(m.model, m.tokenizer, cfg.era_years, samples=cfg.era_samples,
-                                                    corpus_dir=corpus_dir))
+                                              max_new_tokens=min(cfg.era_new_tokens, model_context(m.model) - 1),
+                                              corpus_dir=corpus_dir))
     step("continuation", lambda: continuations(m.model, m.tokenizer, corpus_dir, cfg.continuations))
     texts = [(t, r["year"]) for r in report["probes"]["rows"] for t in r["texts"]]
     step("profile", lambda: _profile(texts, corpus_dir))
@@ -124,19 +127,21 @@ def run_suite(model_name: str, suite: str = "quick", corpus_dir: str | None = No
     return report
 
 
-def _corpus_of(model_name: str) -> str:
+def corpus_of(model_name: str) -> str:
+    """The corpus a run folder (or its model/ folder) was trained on, from its run.json."""
     run = Path(model_name)
     for cand in (run / "run.json", run.parent / "run.json"):
         if cand.exists():
             return json.loads(cand.read_text())["config"]["corpus"]
-    raise ValueError("corpus_dir is needed (the model is not a run folder whose run.json names its corpus)")
+    raise ValueError(f"a corpus is needed (--corpus, corpus_dir): {model_name} is not a run folder whose run.json "
+                     "names its corpus")
 
 
 def summary(r: dict) -> dict:
     s = {"val_bpb": r["lm"]["bpb"], "val_ppl": r["lm"]["ppl"],
          "probe_expected_rate": r["probes"]["expected_rate"],
          "anachronisms_per_1000_words": r["probes"]["findings_per_1000_words"],
-         "era_fidelity_mae_years": r["era_fidelity"]["mae_years"],
+         "era_fidelity_mae_years": r["era_fidelity"]["mae_years"], "era_fidelity_ordered": r["era_fidelity"]["ordered"],
          "rougeL": r["continuation"]["rouge"].get("rougeL"), "bleu": r["continuation"]["bleu"]}
     if "probes_locked" in r:
         s["anachronisms_per_1000_words_locked"] = r["probes_locked"]["findings_per_1000_words"]
@@ -156,8 +161,10 @@ def render_markdown(r: dict) -> str:
     lines += ["", "## Probes", "", "| probe | year | expected | forbidden | findings |", "|---|---:|---:|---:|---|"]
     lines += [f"| {p['id']} | {p['year']} | {p['expected_rate']:.2f} | {p['forbidden_hits']} | "
               f"{', '.join(p['findings']) or '-'} |" for p in r["probes"]["rows"]]
-    lines += ["", "## Era fidelity", "", "| era token | estimates | mean abs error |", "|---|---|---:|"]
-    lines += [f"| {y} | {v['estimates']} | {v['mean_abs_error']:.0f} |" for y, v in r["era_fidelity"]["per_year"].items()]
+    lines += ["", "## Era fidelity", "", "| era token | estimates | mean estimate | mean abs error |",
+              "|---|---|---:|---:|"]
+    lines += [f"| {y} | {v['estimates']} | {v['mean_estimate']:.0f} | {v['mean_abs_error']:.0f} |"
+              for y, v in r["era_fidelity"]["per_year"].items()]
     ex = r["probes"]["rows"][0]
     lines += ["", "## Example", "", f"> {ex['prompt']}{ex['texts'][0]}"]
     return "\n".join(lines) + "\n"

@@ -18,29 +18,32 @@ from engine.timelock import TimeLock
 from engine.tokenizer import encode_document
 
 
-def _rate(texts: list[str], year: int) -> tuple[float, int, int]:
-    from evals.anachronism import check
+def _rate(texts: list[str], year: int, corpus_dir=None) -> tuple[float, int, int]:
+    from evals.anachronism import CheckConfig, check
     from evals.probes import count_words
 
+    cfg = CheckConfig(corpus_dir=None if corpus_dir is None else str(corpus_dir))
     words = sum(count_words(t) for t in texts)
-    findings = sum(len(check(t, year)) for t in texts)
+    findings = sum(len(check(t, year, cfg)) for t in texts)
     return 1000 * findings / max(words, 1), findings, words
 
 
-def generations(model, tok, year: int, samples: int, max_new_tokens: int, lock: bool, seed: int = 0) -> list[str]:
+def generations(model, tok, year: int, samples: int, max_new_tokens: int, lock: bool, seed: int = 0,
+                corpus_dir=None) -> list[str]:
     """Sampled continuations of the era token alone (temperature 1, no top-k/top-p: the model's own
     distribution, where anachronisms would show)."""
     out = []
     for i in range(samples):
         cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, seed=seed + i,
-                               year=year, lock_year=year if lock else None)
+                               year=year, lock_year=year if lock else None,
+                               lock_corpus=None if corpus_dir is None else str(corpus_dir))
         out.append(next(e for e in stream(model, tok, "", cfg) if isinstance(e, Finished)).text)
     return out
 
 
 @torch.no_grad()
 def perplexity_cost(model, tok, corpus_dir, year: int, max_tokens: int = 8192) -> dict:
-    lock = TimeLock(tok, year)
+    lock = TimeLock(tok, year, corpus_dir=corpus_dir)
     ctx = model_context(model)
     nll_free = nll_locked = 0.0
     n = banned_real = 0
@@ -71,10 +74,10 @@ def timelock_report(model, tok, corpus_dir, year: int = 1600, samples: int = 200
     t0 = time.time()
     unlocked = generations(model, tok, year, samples, max_new_tokens, lock=False, seed=seed)
     t1 = time.time()
-    locked = generations(model, tok, year, samples, max_new_tokens, lock=True, seed=seed)
+    locked = generations(model, tok, year, samples, max_new_tokens, lock=True, seed=seed, corpus_dir=corpus_dir)
     t2 = time.time()
-    free_rate, free_n, free_words = _rate(unlocked, year)
-    lock_rate, lock_n, lock_words = _rate(locked, year)
+    free_rate, free_n, free_words = _rate(unlocked, year, corpus_dir)
+    lock_rate, lock_n, lock_words = _rate(locked, year, corpus_dir)
     return {
         "lock_year": year, "samples": samples, "max_new_tokens": max_new_tokens,
         "unlocked": {"findings_per_1000_words": free_rate, "findings": free_n, "words": free_words,

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from engine import firstseen as fs
-from evals.anachronism import CheckConfig, Finding, check, check_jsonl
+from engine.lexicon import Entry, load_lexicon
+from evals.anachronism import MARGINS, CheckConfig, Finding, check, check_jsonl
 from evals.challenge.score import DEV, load, score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,7 @@ def test_modern_passage_flags_every_modern_word():
     assert words(found) == ["smartphone", "internet", "television"]
     assert [(f.start, f.end) for f in found] == [(16, 26), (40, 48), (66, 76)]
     assert [f.year for f in found] == [1995, 1974, 1907]
-    assert found[0].explanation == "'smartphone' is first recorded in 1995 (first_use); the text is dated 1550"
+    assert found[0].explanation == "'smartphone' is first recorded about 1995 (approximate); the text is dated 1550"
     assert all(isinstance(f, Finding) and 0 < f.confidence <= 1 for f in found)
 
 
@@ -255,7 +256,9 @@ def test_dev_set_recall_and_precision(cfg_name, request):
     result = score(load(DEV), lambda text, year: check(text, year, cfg))
     assert result["recall"] >= 0.95, result["misses"]          # measured 0.979 (misses: within the margins)
     assert result["precision"] >= 0.95, result["false_findings"]  # measured 1.0
-    assert all(m["term_year"] - m["text_year"] <= 5 for m in result["misses"])
+    margin = dict(MARGINS)  # a miss is allowed only inside the margin of the entry's CURRENT basis
+    basis = {e.term: e.basis for e in load_lexicon().entries}
+    assert all(m["term_year"] - m["text_year"] <= margin[basis.get(m["term"], "approximate")] for m in result["misses"])
 
 
 def test_validation_false_findings_per_thousand_words(corpus, corpus_cfg):
@@ -279,3 +282,67 @@ def test_first_seen_on_real_corpus(corpus, corpus_cfg):
     assert words(found) == ["couldn't", "similar"] and {f.basis for f in found} == {"corpus"}
     assert all(f.confidence <= 0.35 for f in found)
     assert check("He couldn't stay; it was similar.", 1750, corpus_cfg) == []
+
+
+# --- sense cues (evals/anachronism_cues.py) --------------------------------------------------------------
+
+def test_cued_entry_is_flagged_only_with_its_cue_nearby():
+    # 'engine' is old (a device, a fire engine); near 'locomotive' or 'railway' it is the 1815 sense
+    with_cue = check("At last the engine drew the carriages along the railway to Darlington.", 1700, LEX_ONLY)
+    eng = [f for f in with_cue if f.word == "engine"]
+    assert len(eng) == 1 and eng[0].year == 1815 and "'railway' nearby" in eng[0].explanation
+    assert [f for f in check("The engine of war was brought against the walls.", 1700, LEX_ONLY)
+            if f.word == "engine"] == []
+    assert check("The engine of war was brought against the walls.", 1900, LEX_ONLY) == []
+
+
+def test_cue_window_counts_words_on_both_sides():
+    from evals.anachronism_cues import CUE_WINDOW, cue_near
+
+    low = " ".join(["the"] * 30) + " engine " + " ".join(["and"] * (CUE_WINDOW - 1)) + " railways"
+    s = low.index("engine")
+    assert cue_near(low, s, s + 6, ("railway",)) == "railway"   # inflected cue, last word inside the window
+    far = low.replace(" railways", " and railways")
+    assert cue_near(far, s, s + 6, ("railway",)) is None          # one word too far
+    before = "the railway " + " ".join(["x"] * (CUE_WINDOW - 1)) + " engine"
+    assert cue_near(before, before.index("engine"), len(before), ("railway",)) == "railway"
+    assert cue_near("a steam  engine here", 2, 7, ("steam engine",)) is None  # the form itself is not context
+
+
+def test_time_lock_bans_nothing_for_cued_entries():
+    from engine.timelock import banned_forms
+
+    singles, _ = banned_forms(1600, corpus_dir=None)
+    cued = {f for f, e in load_lexicon().forms().items() if e.cues and e.year > 1600 and " " not in f}
+    assert {"engine", "train"} <= cued and not cued & singles
+    assert {"telegraph", "smartphone"} <= singles
+
+
+# --- held-out challenge sets (evals/challenge/make_test.py) ----------------------------------------------
+
+@pytest.mark.parametrize("name", ["tune", "test"])
+def test_held_out_sets_keep_their_entries_apart(name):
+    from evals.challenge.make_test import held_out
+
+    terms = {e.term: e for e in load_lexicon().entries}
+    records = load(DEV.with_name(f"{name}.jsonl"))
+    answers = [a for r in records for a in r["answers"]]
+    assert len(records) >= 200 and len(answers) >= 250 and sum(not r["answers"] for r in records) >= 50
+    assert all(held_out(terms[a["term"]]) == (name == "test") for a in answers)  # tuning never saw a test term
+    for r in records:
+        for a in r["answers"]:
+            assert r["text"][a["start"]:a["end"]] == a["word"] and a["year"] > r["year"]
+            if "cue" in a:
+                assert a["cue"] in r["text"][a["end"]:].lower()
+    test_docs = {r["doc_id"] for r in load(DEV.with_name("test.jsonl"))}
+    assert not test_docs & {r["doc_id"] for r in load(DEV.with_name("tune.jsonl"))}
+
+
+def test_held_out_rule_is_fixed_and_about_one_in_five():
+    from evals.challenge.make_test import held_out
+
+    entries = load_lexicon().entries
+    share = sum(map(held_out, entries)) / len(entries)
+    assert 0.15 < share < 0.25
+    e = entries[0]
+    assert held_out(e) == held_out(Entry(e.term, (), 1, "event", "word", "x"))  # the term alone decides

@@ -8,6 +8,7 @@ import pytest
 
 import cli
 from training.corpus import CorpusConfig, CorpusError, build_corpus, iter_documents, load_report
+from engine.corpus_io import SPLITS
 from training.manifest import ManifestError, Selection
 
 WORDS = ("the and of to that is it with for was his he be not by but which this they shall will from have "
@@ -74,7 +75,7 @@ def test_bad_inputs_are_per_source_errors_and_the_build_goes_on(tmp_path, mirror
     assert "line 12" in errors
     assert set(errors) == {tcp["id"], "malformed", "binary", "empty", "future", "nofmt", "nofiles", "line 12"}
     assert report["totals"]["texts_kept"] == 4 and no_partials(tmp_path)
-    docs = list(iter_documents(tmp_path / "corpus", "train")) + list(iter_documents(tmp_path / "corpus", "validation"))
+    docs = [d for s in SPLITS for d in iter_documents(tmp_path / "corpus", s)]
     assert sorted(d["source_id"] for d in docs) == ["good0", "good1", "good2", "good3"]
     assert all(d["year"] and d["decade"] and d["license"] for d in docs)
     assert "## Source errors (8)" in (tmp_path / "corpus" / "report.md").read_text()
@@ -125,7 +126,7 @@ def test_real_sources_of_every_format(tmp_path, mirror):
     report = build(tmp_path, manifest, mirror)
     assert report["errors"] == [] and report["totals"]["texts_kept"] == 4
     out = tmp_path / "corpus"
-    for split in ("train", "validation"):
+    for split in SPLITS:
         for f in report["files"][split]:
             with gzip.open(out / f, "rt") as fh:
                 for line in fh:
@@ -168,3 +169,11 @@ def test_full_build_meets_the_targets(full_corpus):
     assert {str(d) for d in range(1500, 1850, 10)} <= set(report["by_decade"])
     assert all(v["documents"] >= 1 for v in report["splits"].values())
     assert report["timings_s"]["total"] < 300
+    # whole sources per split, and every century has validation and test sources
+    split_of = {}
+    for s in SPLITS:
+        for d in iter_documents(full_corpus, s):
+            assert split_of.setdefault(d["source_id"], s) == s, d["source_id"]
+    for s in ("validation", "test"):
+        assert set(report["split_sources"][s]["by_century"]) == {"1500", "1600", "1700", "1800"}, s
+        assert {i for i, v in split_of.items() if v == s} <= set(report["split_assignment"][s])

@@ -11,7 +11,8 @@ import tracemalloc
 
 import pytest
 
-from evals.dating import DatingConfig, DatingModel, cross_validate, date_jsonl, load_or_fit
+from evals.dating import DatingConfig, DatingModel, date_jsonl, load_or_fit
+from evals.dating_cv import author_groups, author_keys, cross_validate
 
 # (old form, new form, year the new form reaches 50%): staggered like real English spelling change
 # (haue -> have around 1600, shew -> show late 18th century), so the mix of forms encodes the year.
@@ -38,12 +39,14 @@ def period_text(year: int, seed: int, n_words: int = 400) -> str:
     return " ".join(words).capitalize() + "."
 
 
-def write_corpus(root, years) -> str:
-    """A folder in the built-corpus layout that engine.corpus_io reads: report.json and train shards."""
-    (root / "train").mkdir(parents=True)
-    docs = [{"id": f"s{i}#{j}", "source_id": f"s{i}", "year": y, "decade": y // 10 * 10, "source": "generated",
+def write_corpus(root, years, split="train", authors=None) -> str:
+    """A folder in the built-corpus layout that engine.corpus_io reads: report.json and one split's shard."""
+    (root / split).mkdir(parents=True)
+    authors = authors or {}
+    docs = [{"id": f"s{i}#{j}", "source_id": f"s{i}", "year": y, "decade": y // 10 * 10,
+             "source": "generated" if i % 2 else "other", "author": authors.get(i),
              "text": period_text(y, seed=100 * i + j, n_words=600)} for i, y in enumerate(years) for j in range(2)]
-    with gzip.open(root / "train" / "00000.jsonl.gz", "wt", encoding="utf-8") as fh:
+    with gzip.open(root / split / "00000.jsonl.gz", "wt", encoding="utf-8") as fh:
         fh.writelines(json.dumps(d) + "\n" for d in docs)
     (root / "report.json").write_text(json.dumps({"fingerprint": f"gen{len(years)}" + "0" * 60}))
     return str(root)
@@ -137,6 +140,40 @@ def test_cross_validate_small(corpus):
     r = cross_validate(corpus, folds=3, config=SMALL)
     assert r["sources"] == 18 and r["passages"] == 18 * 6 and set(r["by_century"]) == {"1500", "1600", "1700", "1800"}
     assert r["mae"] <= 40 and 0 <= r["coverage"] <= 1 and r["short"]["mae"] >= r["mae"] - 5
+    assert r["fold_kind"] == "author-disjoint" and r["author_groups"] == 18  # anonymous: one group per source
+    assert set(r["by_archive"]) == {"generated", "other"} and r["texts"]["n"] == 18
+    assert sum(v["n"] for v in r["by_archive"].values()) == r["passages"]
+
+
+def test_author_keys_and_groups():
+    assert author_keys("Shakespeare, William, 1564-1616") == author_keys("William Shakespeare") \
+        == [frozenset({"shakespeare", "william"})]
+    assert author_keys("Holte, John, grammarian.; More, Thomas, Sir, Saint, 1478-1535.") == \
+        [frozenset({"holte", "john"}), frozenset({"more", "thomas"})]
+    assert author_keys(None) == author_keys("") == author_keys("Anon.") == []
+    groups = author_groups({"a": "Shakespeare, William, 1564-1616", "b": "William Shakespeare",
+                            "c": "Fletcher, John; Shakespeare, William", "d": "Fletcher, John", "e": None,
+                            "f": None, "g": "Jane Austen"})
+    assert groups == {"a": "a", "b": "a", "c": "a", "d": "a", "e": "e", "f": "f", "g": "g"}
+
+
+def test_cross_validate_holds_an_author_out_together(tmp_path):
+    years = list(range(1505, 1850, 20))
+    root = write_corpus(tmp_path / "c", years, authors={0: "Smith, John", 5: "John Smith", 9: "Smith, John, 1700-1760"})
+    r = cross_validate(root, folds=3, config=SMALL)
+    assert r["sources"] == 18 and r["author_groups"] == 16
+
+
+def test_served_model_is_fitted_on_the_train_split_only(tmp_path):
+    root = write_corpus(tmp_path / "c", list(range(1505, 1850, 20)))
+    only_train = DatingModel.fit(root, SMALL)
+    write_corpus(tmp_path / "c2", [1500] * 6, split="validation")  # held-out text of a wrong-looking year
+    (tmp_path / "c" / "validation").symlink_to(tmp_path / "c2" / "validation")
+    again = DatingModel.fit(root, SMALL)
+    assert again.meta["splits"] == ["train"] and again.meta["passages"] == only_train.meta["passages"]
+    text = period_text(1700, seed=3)
+    assert again.date(text) == only_train.date(text)
+    assert DatingModel.fit(root, SMALL, splits=("train", "validation")).meta["passages"] > only_train.meta["passages"]
 
 
 @pytest.mark.slow

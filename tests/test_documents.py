@@ -1,9 +1,7 @@
-"""Division merging into documents, and the deterministic decade-stratified split."""
+"""Division merging into documents (the split is tested in tests/test_splits.py)."""
 from dataclasses import dataclass
 
-import pytest
-
-from training.documents import DocumentConfig, make_documents, validation_ids
+from training.documents import DocumentConfig, make_documents
 
 REC = {"id": "T1", "title": "A Booke", "author": "Anon", "year": 1623, "decade": 1620, "place": "London",
        "london": True, "source": "EEBO-TCP", "license": "CC0-1.0", "attribution": "none", "format": "tcp-tei"}
@@ -44,19 +42,3 @@ def test_long_text_is_cut_at_divisions():
     assert [p["division"] for p in parts[:3]] == ["Big (part 1)", "Big (part 2)", "Big (part 3)"]
     assert all(len(p["text"].split()) <= 1000 for p in parts)
     assert sum(len(p["text"].split()) for p in parts) == 2900
-
-
-def test_validation_split_is_stratified_and_deterministic():
-    index = [(f"d{decade}-{i}", decade) for decade in range(1500, 1850, 10) for i in range(decade % 7 + 2)]
-    index.append(("lonely", 1850))
-    val = validation_ids(index, 0.05, seed=0)
-    assert val == validation_ids(list(reversed(index)), 0.05, seed=0)
-    assert val != validation_ids(index, 0.05, seed=1)
-    for decade in range(1500, 1850, 10):
-        assert 1 <= sum(1 for i, d in index if d == decade and i in val) <= 1  # 2..8 docs -> 1
-    assert "lonely" not in val
-    big = [(f"x{i}", 1600) for i in range(1000)]
-    assert len(validation_ids(big, 0.1)) == 100
-    assert validation_ids(big, 0.0) == set()
-    with pytest.raises(ValueError, match="val_fraction"):
-        validation_ids(big, 1.5)

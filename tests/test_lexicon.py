@@ -59,7 +59,8 @@ def test_steam_engine_variants(lex, query):
     "sandwich", "omnibus", "guinea", "Waterloo", "on line", "on-line", "b oks", "teapot", "",
 ])
 def test_ordinary_and_older_words_are_not_found(lex, word):
-    assert lex.lookup(word) is None
+    hit = lex.lookup(word)
+    assert hit is None or hit.cues, hit  # an old word is at most a cued entry: dated only with its cue nearby
 
 
 def test_unambiguous_plurals_stand_for_clashing_singulars(lex):
@@ -131,3 +132,63 @@ def test_bad_header_and_variants_collapsing_within_an_entry(tmp_path):
         load_lexicon(p)
     ok = load_lexicon(_write(tmp_path, ["steam engine\tsteam-engine|steam  engine\t1751\tfirst_use\ttechnology\t"]))
     assert len(ok) == 1 and list(ok.forms()) == ["steam engine"]
+
+
+# --- coverage and the sense-cue column -------------------------------------------------------------------
+
+def test_lexicon_covers_the_period(lex):
+    from collections import Counter
+
+    assert len(lex) >= 2500
+    per_cat = Counter(e.category for e in lex.entries)
+    for cat in ("food", "drink", "transport", "clothing", "slang", "sport", "finance", "trade", "science",
+                "medicine", "politics", "institution", "building", "street", "technology"):
+        assert per_cat[cat] >= 40, (cat, per_cat[cat])
+    slang_1600_1850 = [e for e in lex.entries if e.category == "slang" and 1600 <= e.year <= 1850]
+    assert len(slang_1600_1850) >= 100
+    assert all(e.note for e in lex.entries)  # every date states its basis
+    assert all("approximate" in e.note.lower() for e in lex.entries if e.basis == "approximate")
+
+
+def test_shipped_file_is_sorted_by_category_then_term():
+    from engine.lexicon import DEFAULT_PATH
+
+    rows = [line.split("\t") for line in DEFAULT_PATH.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")][1:]
+    keys = [(r[4], r[0].lower()) for r in rows]
+    assert keys == sorted(keys)
+
+
+def test_cued_entries_carry_normalised_cues(lex):
+    engine = lex.lookup("engines")
+    assert engine.term == "engine" and engine.year == 1815 and "railway" in engine.cues
+    assert lex.lookup("steam engine").cues == ()  # the compound needs no cue
+    cued = [e for e in lex.entries if e.cues]
+    assert len(cued) >= 50 and all(e.category != "polysemous" and e.note for e in cued)
+    assert all(c == normalize(c) for e in cued for c in e.cues)
+
+
+HEADER7 = "term\tvariants\tearliest_year\tbasis\tcategory\tnote\tcues\n"
+
+
+@pytest.mark.parametrize("row,needle", [
+    ("train\t\t1825\tevent\ttransport\tretinue is old\trailway||station", "empty cue"),
+    ("train\t\t1825\tevent\tpolysemous\tretinue is old\trailway", "not 'polysemous'"),
+    ("train\t\t1825\tevent\ttransport\t\trailway", "a note"),
+    ("train\t\t1825\tevent\ttransport\tretinue is old", "expected 7"),
+])
+def test_bad_cue_rows_name_the_line(tmp_path, row, needle):
+    p = tmp_path / "c.tsv"
+    p.write_text(HEADER7 + row + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 2") as err:
+        load_lexicon(p)
+    assert needle in str(err.value)
+
+
+def test_cue_column_parses_and_legacy_files_still_load(tmp_path):
+    p = tmp_path / "c.tsv"
+    p.write_text(HEADER7 + "train\t\t1825\tevent\ttransport\tretinue is old\tRailway|Steam-Engine\n", encoding="utf-8")
+    assert load_lexicon(p).lookup("trains").cues == ("railway", "steam engine")
+    legacy = tmp_path / "l.tsv"
+    legacy.write_text(HEADER + "telegraph\t\t1794\tfirst_use\ttechnology\tok\n", encoding="utf-8")
+    assert load_lexicon(legacy).lookup("telegraph").cues == ()

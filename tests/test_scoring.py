@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from engine.model import build_model, model_config
 from engine.scoring import score_windows, summarize, token_byte_lengths, window_starts
+from engine.normalize import normalize
 from engine.tokenizer import load_tokenizer
 
 
@@ -16,7 +17,8 @@ def test_token_bytes_count_utf8_exactly(tiny_tokenizer):
     lengths = token_byte_lengths(tok)
     text = "Thou art in Cheapside, ſir — café 𝔄 1666!\n\n"
     ids = tok.backend_tokenizer.encode(text, add_special_tokens=False).ids
-    assert int(lengths[ids].sum()) == len(text.encode("utf-8"))
+    # the tokenizer reads the normalised text (ſ -> s, engine/normalize.py): its bytes are what the tokens carry
+    assert int(lengths[ids].sum()) == len(normalize(text).encode("utf-8")) == len(text.encode("utf-8")) - 1
     assert lengths[tok.convert_tokens_to_ids("<|endoftext|>")] == 0 and lengths[tok.convert_tokens_to_ids("<|1600s|>")] == 0
 
 

@@ -1,18 +1,18 @@
-"""Text cleaning and quality rules for corpus documents: mojibake repair, NFC, whitespace, word counts,
-and the explicit reasons a document is rejected (too short, not English, illegible, garbage).
+"""Text cleaning and quality rules for corpus documents: the document form of the one normalisation
+(engine/normalize.py, shared with prompts, the tokenizer and the evaluators), word counts, and the explicit
+reasons a document is rejected (too short, not English, illegible, garbage).
 
 Plain functions; training/pipeline.py wraps them as datatrove steps.
 """
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import ftfy
+from engine.normalize import NormalizeConfig, normalize
 
 GAP_MARKER = "\u3008\u2026\u3009"  # 〈…〉, same default as training/extract.py; holds no letter, so it is never a word
 # A word is a run of letters, with inner apostrophes ('tis is one word, as is o'clock). Digits and the gap
@@ -38,27 +38,13 @@ class CleanConfig:
     min_letter_share: float = 0.60
 
 
-# ftfy's defaults, with the choices that matter for period text spelled out: curly quotes become straight
-# (’tis and 'tis are then one form for the tokenizer), ligatures are split (ﬅ -> ſt, handled below), NFC.
-_FTFY = ftfy.TextFixerConfig(uncurl_quotes=True, fix_latin_ligatures=True, normalization="NFC", explain=False)
-_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
-_TRAILING = re.compile(r" +\n|\n +")
-_MANY_NEWLINES = re.compile(r"\n{3,}")
 _WHITESPACE = re.compile(r"\s+")
-_INVISIBLE = re.compile(r"[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 
 
 def clean_text(text: str, keep_long_s: bool = False) -> str:
-    """Repair mojibake, normalise to NFC and tidy whitespace; paragraph breaks (blank lines) are kept."""
-    text = ftfy.fix_text(text.replace("\r\n", "\n").replace("\r", "\n"), _FTFY)
-    if not keep_long_s:
-        # ftfy splits the ligature ﬅ into "ſt", so long s can reappear after extraction mapped it.
-        text = text.replace("\u017f", "s")
-    text = _INVISIBLE.sub("", text)
-    text = _SPACES.sub(" ", text)
-    text = _TRAILING.sub("\n", text)
-    text = _MANY_NEWLINES.sub("\n\n", text)
-    return unicodedata.normalize("NFC", text.strip())
+    """The one normalisation (engine/normalize.py: mojibake repair, line breaks, invisible characters,
+    ligatures, long s, curly quotes, vv, spaces, blank lines, NFC) with the document's ends stripped."""
+    return normalize(text, NormalizeConfig(keep_long_s=keep_long_s)).strip()
 
 
 def words(text: str) -> list[str]:

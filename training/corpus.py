@@ -1,8 +1,11 @@
 """Corpus build driver (one function per user action: build, report, read documents).
 
-`build_corpus(CorpusConfig)` runs the datatrove stages of training/pipeline.py into a hidden partial
-folder next to the output and renames it into place only when everything succeeded: an interrupted or
-failed build leaves the previous corpus untouched and nothing half-written.
+`build_corpus(CorpusConfig)` assigns every selected source to train, validation or test (training/splits.py),
+runs the datatrove stages of training/pipeline.py into a hidden partial folder next to the output and renames
+it into place only when everything succeeded: an interrupted or failed build leaves the previous corpus
+untouched and nothing half-written. The stages run on datatrove's LocalPipelineExecutor by default; any
+executor factory with the same arguments works (`executor=`, e.g. RayPipelineExecutor, see
+tests/test_corpus_ray.py) and gives the same corpus.
 """
 from __future__ import annotations
 
@@ -19,11 +22,12 @@ from datatrove.executor import LocalPipelineExecutor
 from engine.corpus_io import CorpusError, iter_documents, load_report, read_jsonl_dir  # noqa: F401 (re-exported)
 from training import pipeline as P
 from training.clean import CleanConfig
-from training.documents import DocumentConfig, validation_ids
+from training.documents import DocumentConfig
 from training.extract import ExtractConfig
 from training.fetch import FetchConfig
 from training.manifest import Selection, read_manifest
 from training.report import build_report, render_markdown, write_json_atomic
+from training.splits import SplitConfig, assign_splits
 
 log = logging.getLogger("anno.corpus")
 
@@ -38,7 +42,8 @@ class CorpusConfig:
     workers: int = 2
     tasks: int = 0  # 0: derived, four per worker (fewer when there are fewer sources) to balance big texts
     strict: bool = False  # any per-source error fails the build
-    val_fraction: float = 0.05
+    val_fraction: float = 0.05   # share of sources held out for validation (tuning, early stopping)
+    test_fraction: float = 0.05  # share of sources held out for test (reported figures only)
     seed: int = 0
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     clean: CleanConfig = field(default_factory=CleanConfig)
@@ -49,8 +54,11 @@ class CorpusConfig:
             raise ValueError(f"workers={self.workers} must be in 1..256")
         if not 0 <= self.tasks <= 100_000:
             raise ValueError(f"tasks={self.tasks} must be in 0..100000 (0 = derived from workers)")
-        if not 0.0 <= self.val_fraction < 0.5:
-            raise ValueError(f"val_fraction={self.val_fraction} must be in [0, 0.5)")
+        SplitConfig(self.val_fraction, self.test_fraction, self.seed)  # ValueError naming a bad fraction
+
+    @property
+    def split(self) -> SplitConfig:
+        return SplitConfig(val_fraction=self.val_fraction, test_fraction=self.test_fraction, seed=self.seed)
 
 
 def _balanced_shards(records: list[dict], tasks: int) -> list[list[dict]]:
@@ -64,11 +72,15 @@ def _balanced_shards(records: list[dict], tasks: int) -> list[list[dict]]:
     return shards
 
 
-def _run(name: str, steps, tasks: int, workers: int, work: Path, step: int, total: int, timings: dict):
+def local_executor(steps, tasks: int, workers: int, logging_dir: str):
+    """The default executor factory: datatrove's LocalPipelineExecutor (worker processes on this machine)."""
+    return LocalPipelineExecutor(steps, tasks=tasks, workers=workers, logging_dir=logging_dir, skip_completed=False)
+
+
+def _run(name: str, steps, tasks: int, workers: int, work: Path, step: int, total: int, timings: dict, executor):
     t = time.time()
     log.info("[%d/%d] %s: %d task(s) on %d worker(s)", step, total, name, tasks, min(workers, tasks))
-    LocalPipelineExecutor(steps, tasks=tasks, workers=min(workers, tasks), logging_dir=str(work / "logs" / name),
-                          skip_completed=False).run()
+    executor(steps, tasks=tasks, workers=min(workers, tasks), logging_dir=str(work / "logs" / name)).run()
     timings[name] = round(time.time() - t, 2)
     log.info("[%d/%d] %s done in %.1fs", step, total, name, timings[name])
 
@@ -81,13 +93,17 @@ def _swap_into_place(tmp: Path, out: Path):
     shutil.rmtree(old, ignore_errors=True)
 
 
-def build_corpus(cfg: CorpusConfig) -> dict:
-    """Build the corpus described by cfg into cfg.out and return its report (also report.json/.md)."""
+def build_corpus(cfg: CorpusConfig, executor=local_executor) -> dict:
+    """Build the corpus described by cfg into cfg.out and return its report (also report.json/.md).
+
+    executor(steps, tasks=, workers=, logging_dir=) returns a datatrove executor to run one stage."""
     t0 = time.time()
     records, manifest_errors = read_manifest(cfg.manifest)  # ManifestError: unreadable manifest
     selected = [r for r in records if cfg.selection.keeps(r)]
     if not selected:
         raise CorpusError(f"no source of {cfg.manifest} matches the selection {asdict(cfg.selection)}")
+    assignment = assign_splits(selected, cfg.split)
+    selected = [{**r, "split": assignment[r["id"]]} for r in selected]
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
@@ -96,24 +112,22 @@ def build_corpus(cfg: CorpusConfig) -> dict:
     tasks = cfg.tasks or max(1, min(len(selected), 4 * cfg.workers))
     fetch = FetchConfig(mirror=cfg.mirror, cache_dir=cfg.cache_dir)
     timings: dict[str, float] = {}
-    w, n = str(work), 7
+    w, n, ex = str(work), 6, executor
     try:
         _run("extract", P.stage_extract(w, _balanced_shards(selected, tasks), fetch, cfg.extract, cfg.clean,
-                                        cfg.docs), tasks, cfg.workers, work, 1, n, timings)
-        _run("exact", P.stage_exact(w), 1, 1, work, 2, n, timings)
-        _run("unique", P.stage_unique(w), tasks, cfg.workers, work, 3, n, timings)
-        _run("buckets", P.stage_buckets(w), P.MINHASH.num_buckets, cfg.workers, work, 4, n, timings)
-        _run("cluster", P.stage_cluster(w), 1, 1, work, 5, n, timings)
-        _run("dedup", P.stage_dedup(w), tasks, cfg.workers, work, 6, n, timings)
+                                        cfg.docs), tasks, cfg.workers, work, 1, n, timings, ex)
+        _run("exact", P.stage_exact(w), 1, 1, work, 2, n, timings, ex)
+        _run("unique", P.stage_unique(w), tasks, cfg.workers, work, 3, n, timings, ex)
+        _run("buckets", P.stage_buckets(w), P.MINHASH.num_buckets, cfg.workers, work, 4, n, timings, ex)
+        _run("cluster", P.stage_cluster(w), 1, 1, work, 5, n, timings, ex)
+        _run("dedup", P.stage_dedup(w, str(tmp)), tasks, cfg.workers, work, 6, n, timings, ex)
         index = list(read_jsonl_dir(work / "index"))
         if not index:
             raise CorpusError("no document survived extraction and filtering; see the errors in the log above")
-        validation = validation_ids([(r["id"], r["decade"]) for r in index], cfg.val_fraction, cfg.seed)
-        _run("split", P.stage_split(w, str(tmp), validation), tasks, cfg.workers, work, 7, n, timings)
         timings["total"] = round(time.time() - t0, 2)
         errors = [e.as_dict() for e in manifest_errors] + list(read_jsonl_dir(work / "errors"))
         rejects = [r for reason in ("quality", "exact", "near") for r in read_jsonl_dir(work / "rejects" / reason)]
-        report = build_report(tmp, index, validation, selected, errors, rejects, _config_dict(cfg), timings)
+        report = build_report(tmp, index, selected, errors, rejects, _config_dict(cfg), timings, assignment)
         if cfg.strict and errors:
             raise CorpusError(f"--strict: {len(errors)} source error(s), first: {errors[0]['message']}")
         write_json_atomic(tmp / "report.json", report)
@@ -131,4 +145,5 @@ def build_corpus(cfg: CorpusConfig) -> dict:
 def _config_dict(cfg: CorpusConfig) -> dict:
     d = asdict(cfg)
     d["manifest_sha256"] = hashlib.sha256(Path(cfg.manifest).read_bytes()).hexdigest()
+    d["split"] = asdict(cfg.split)
     return d

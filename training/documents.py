@@ -1,28 +1,26 @@
-"""From extracted divisions to corpus documents, and the deterministic train/validation split.
+"""From extracted divisions to corpus documents.
 
 A text becomes one document, or its divisions (chapters, sections) when it is long; every document
-carries its source's metadata so that it describes itself (id, year, decade, place, licence, ...).
-The split is by document and stratified by decade, decided by a hash of the document id: the same
-corpus always splits the same way, and no document has text on both sides.
+carries its source's metadata so that it describes itself (id, year, decade, place, licence, split, ...).
+The split is a property of the whole source, decided from the manifest before extraction
+(training/splits.py), so all documents of one text share it.
 """
 from __future__ import annotations
 
-import hashlib
-from collections import defaultdict
 from dataclasses import dataclass
 
 from training.clean import count_words
 
 # Metadata copied from the manifest record onto each document (the report and training read these).
 RECORD_FIELDS = ("title", "author", "year", "decade", "place", "london", "source", "license", "attribution",
-                 "date_type", "format")
+                 "date_type", "format", "split")
 
 
 @dataclass(frozen=True)
 class DocumentConfig:
     # A text up to this many words is one document; longer ones are cut at their divisions. 20k words
     # is about a short novel's three chapters: long enough for 1k-token training windows, short enough
-    # that validation draws from many texts per decade.
+    # that one long text does not become one huge document.
     max_doc_words: int = 20_000
     # Divisions smaller than this are merged into the following one (title pages, short prefaces).
     min_division_words: int = 500
@@ -80,25 +78,3 @@ def make_documents(record: dict, divisions, cfg: DocumentConfig = DocumentConfig
         {"id": f"{record['id']}#{i:04d}", "text": text, "division": title, **meta}
         for i, (title, text, _) in enumerate(pieces)
     ]
-
-
-def _rank_key(doc_id: str, seed: int) -> str:
-    return hashlib.sha256(f"{seed}:{doc_id}".encode()).hexdigest()
-
-
-def validation_ids(index: list[tuple[str, int | None]], fraction: float, seed: int = 0) -> set[str]:
-    """Ids of the validation documents: per decade, the `fraction` of documents with the smallest
-    hash(seed, id), at least one when the decade has two or more documents (so every decade is
-    measured), none when it has one (so every decade is trained on)."""
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"val_fraction={fraction} must be in [0, 1)")
-    by_decade: dict[int | None, list[str]] = defaultdict(list)
-    for doc_id, decade in index:
-        by_decade[decade].append(doc_id)
-    chosen: set[str] = set()
-    for ids in by_decade.values():
-        if fraction == 0 or len(ids) < 2:
-            continue
-        k = max(1, round(fraction * len(ids)))
-        chosen.update(sorted(ids, key=lambda i: _rank_key(i, seed))[:k])
-    return chosen

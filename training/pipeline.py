@@ -1,17 +1,20 @@
 """The corpus build as datatrove pipeline steps and stages.
 
-Stages (each a datatrove executor run; LocalPipelineExecutor here, the same step lists run on datatrove's
-SlurmPipelineExecutor or RayPipelineExecutor for a 25,000-text EEBO-TCP build, see README):
+Stages (each a datatrove executor run; LocalPipelineExecutor by default, the same step lists run on datatrove's
+RayPipelineExecutor (tested: tests/test_corpus_ray.py) or SlurmPipelineExecutor for a 25,000-text EEBO-TCP
+build, see README):
 
   1 extract   sources (fetch + verify + extract + divide) -> clean -> quality filter -> extracted/ + exact sigs
   2 exact     find exact duplicates (one task)
   3 unique    drop exact duplicates -> unique/ + MinHash signatures
   4 buckets   MinHash LSH buckets (one task per bucket)
   5 cluster   MinHash clusters (one task)
-  6 dedup     drop near duplicates -> deduped/ + a text-free index
-  7 split     tag train/validation (decided from the index) -> <out>/{train,validation}/NNNNN.jsonl.gz
+  6 dedup     drop near duplicates -> <out>/{train,validation,test}/NNNNN.jsonl.gz + a text-free index
 
-Per-source errors and every rejected document go to JSONL side folders that training/report.py reads.
+Each record's split (training/splits.py) is decided from the manifest before stage 1 and travels in the
+document metadata, so every stage is a pure function of its input files: no stage reads what another
+stage computed in the driver. Per-source errors and every rejected document go to JSONL side folders that
+training/report.py reads.
 """
 from __future__ import annotations
 
@@ -76,7 +79,7 @@ def _reject(self, doc: Document) -> dict:
             "reason": m.get("filter_reason") or m.get("reject_reason"), "words": count_words(doc.text)}
 
 
-INDEX_FIELDS = ("source_id", "source", "year", "decade", "license", "words", "chars")
+INDEX_FIELDS = ("source_id", "source", "year", "decade", "license", "words", "chars", "split")
 
 
 def _index(self, doc: Document) -> dict:
@@ -180,27 +183,17 @@ class QualityFilter(BaseFilter):
 class RankReader(JsonlReader):
     """Reads exactly this task's own shard (NNNNN.jsonl.gz) of an earlier stage. Dedup filters address
     documents by their position in the task's stream, so a task must see the file its rank wrote, even
-    when an earlier task wrote nothing (the default reader would shift files between ranks)."""
+    when an earlier task wrote nothing (the default reader would shift files between ranks). It adds no
+    `file_path`: that would put a path of the build's temporary work folder into every corpus document (it
+    did, and it made two builds of the same manifest differ in every document)."""
+
+    def __init__(self, data_folder, **kwargs):
+        super().__init__(data_folder, add_file_path=False, **kwargs)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         name = f"{rank:05d}.jsonl.gz"
         if self.data_folder.exists(name):
             yield from self.read_files_shard([name])
-
-
-class SplitTagger(PipelineStep):
-    type = "🏷 - TAGGER"
-    name = "🔀 train/validation"
-
-    def __init__(self, validation: set[str]):
-        super().__init__()
-        self.validation = validation
-
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        for doc in data:
-            doc.metadata["split"] = "validation" if doc.id in self.validation else "train"
-            self.stat_update(doc.metadata["split"])
-            yield doc
 
 
 # ---------------------------------------------------------------- stage step lists
@@ -237,19 +230,13 @@ def stage_cluster(work: str) -> list[PipelineStep]:
     return [MinhashDedupCluster(f"{work}/mh_buckets", f"{work}/mh_remove", config=MINHASH)]
 
 
-def stage_dedup(work: str) -> list[PipelineStep]:
+def stage_dedup(work: str, out: str) -> list[PipelineStep]:
+    """Last stage: drops near duplicates and writes the corpus itself, one folder per split (the split is in
+    each document's metadata since stage 1), plus the text-free index the report is built from."""
     return [
         RankReader(f"{work}/unique"),
         MinhashDedupFilter(f"{work}/mh_remove", exclusion_writer=JsonlWriter(
             f"{work}/rejects/near", SHARD, adapter=_RejectAdapter("near_duplicate"))),
-        JsonlWriter(f"{work}/deduped", SHARD),
-        JsonlWriter(f"{work}/index", "${rank}.jsonl", compression=None, adapter=_index),
-    ]
-
-
-def stage_split(work: str, out: str, validation: set[str]) -> list[PipelineStep]:
-    return [
-        RankReader(f"{work}/deduped"),
-        SplitTagger(validation),
         JsonlWriter(out, "${split}/${rank}.jsonl.gz", adapter=_flat),
+        JsonlWriter(f"{work}/index", "${rank}.jsonl", compression=None, adapter=_index),
     ]

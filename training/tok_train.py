@@ -1,21 +1,25 @@
 """The "train a tokenizer on a built corpus" action: trains on the train split, then reports on the
 validation split (fertility, bytes per token, round trip of every validation document, archaic/London
-words as single tokens) beside the seed project's lossy recipe trained on the same data at the same size.
-The report is saved as tokenizer_report.json in the tokenizer folder and returned."""
+words as single tokens, matches per rule of the normaliser written into tokenizer.json) beside the seed
+project's lossy recipe trained on the same data at the same size. The tokenizer's normaliser keeps long s
+exactly when the corpus was built keeping it (report.json config.extract.keep_long_s). The report is saved
+as tokenizer_report.json in the tokenizer folder and returned."""
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
 
+from engine.normalize import NormalizeConfig
 from engine.tokenizer import TokenizerConfig, compare_with_seed, train_tokenizer
 from training.corpus import iter_documents, load_report
 
 
 def train_corpus_tokenizer(corpus_dir: str | Path, out: str | Path, vocab_size: int = 32_000,
                            compare_seed: bool = True, log=print) -> dict:
-    cfg = TokenizerConfig(vocab_size=vocab_size)
     corpus = load_report(corpus_dir)  # fails clearly when the corpus was never built
+    keep_long_s = bool(corpus.get("config", {}).get("extract", {}).get("keep_long_s", False))
+    cfg = TokenizerConfig(vocab_size=vocab_size, normalize=NormalizeConfig(keep_long_s=keep_long_s))
     t0 = time.time()
     train_texts = [d["text"] for d in iter_documents(corpus_dir, "train")]
     val_texts = [d["text"] for d in iter_documents(corpus_dir, "validation")]
@@ -40,6 +44,7 @@ def train_corpus_tokenizer(corpus_dir: str | Path, out: str | Path, vocab_size: 
         "validation_round_trip_failures": ours["round_trip_failures"],
         "archaic_single_token_fraction": ours["archaic"]["single_token_fraction"],
         "archaic_not_single": [w for w, n in ours["archaic"]["tokens_per_word"].items() if n > 1],
+        "normalizer": ours["normalizer"],
         "comparison": comparison,
     }
     (Path(out) / "tokenizer_report.json").write_text(json.dumps(report, indent=1))

@@ -37,6 +37,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     keep_last: int = 2  # newest checkpoints kept, besides the best one
     seed: int = 1337
+    decade_power: float = 1.0  # window sampling: an era's share of windows ~ (its tokens)^p (training/tokens.py)
     compile: bool = False
     tracker: str = "none"
 
@@ -62,6 +63,9 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1)")
         if self.weight_decay < 0 or self.grad_clip <= 0:
             raise ValueError(f"weight_decay={self.weight_decay} must be >= 0 and grad_clip={self.grad_clip} > 0")
+        if isinstance(self.decade_power, bool) or not isinstance(self.decade_power, (int, float)) \
+                or not 0 <= self.decade_power <= 1:
+            raise ValueError(f"decade_power={self.decade_power!r} must be in [0, 1] (1: uniform over tokens)")
         if self.tracker not in TRACKERS:
             raise ValueError(f"tracker={self.tracker!r}; allowed: {', '.join(TRACKERS)}")
 

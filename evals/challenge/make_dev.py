@@ -4,8 +4,9 @@ Passages are real text from the VALIDATION split of a built corpus (read with en
 training/), each dated by its document's year. Most get 1-3 planted lexicon terms dated after the passage
 (the answer key records their character spans); the rest are left unaltered (clean). Planting spreads over
 categories (a category is drawn first, then its least-used term) and varies the written form: listed
-variants, plurals and possessives, hyphen/space joins, capitalisation (Title, UPPER, sentence-initial),
-long s and curly apostrophes; terms either replace the noun after a determiner ("the horse" -> "the
+variants, plurals and possessives, early-modern spellings before 1700 (all from engine/wordforms.py, the
+forms the detector and the time lock share), hyphen/space joins, capitalisation (Title, UPPER,
+sentence-initial), long s and curly apostrophes; terms either replace the noun after a determiner ("the horse" -> "the
 telegraph") or come in a short clause at a sentence boundary. Fixed seed: the same corpus gives the same
 file. Run: python -m evals.challenge.make_dev [--corpus data/corpus] [--out evals/challenge/dev.jsonl]
 """
@@ -22,7 +23,8 @@ from pathlib import Path
 
 from engine.corpus_io import iter_documents
 from engine.firstseen import WORD_RE, is_latin
-from engine.lexicon import base_forms, load_lexicon, normalize
+from engine import wordforms
+from engine.lexicon import load_lexicon, normalize
 
 SEED = 20261123
 N_PLANTED, N_CLEAN = 200, 80
@@ -38,14 +40,18 @@ PLURAL_CATS = {"technology", "transport", "instrument", "commodity", "food", "cl
 NAME_CATS = {"institution", "building", "street", "event", "polity"}
 
 
-def passages(corpus_dir: str, rng: random.Random, n: int) -> list[dict]:
-    """n passages of 60-180 words from validation documents, cut at line and sentence ends."""
-    docs = [d for d in iter_documents(corpus_dir, "validation") if d.get("words", 0) >= 200]
+def passages(corpus_dir: str, rng: random.Random, n: int, split: str = "validation",
+             exclude_docs: frozenset[str] = frozenset(), max_per_text: int = MAX_PER_TEXT) -> list[dict]:
+    """n passages of 60-180 words from documents of `split` (not in exclude_docs), cut at line and sentence ends."""
+    docs = [d for d in iter_documents(corpus_dir, split) if d.get("words", 0) >= 200 and d["id"] not in exclude_docs]
+    texts = len({d["source_id"] for d in docs})
+    if n > texts * max_per_text:  # a source-disjoint split holds ~10 texts: say so instead of looping forever
+        raise ValueError(f"n={n} passages need more than {texts} texts x max_per_text={max_per_text} in {split!r}")
     per_text: Counter = Counter()
     out = []
     while len(out) < n:
         d = rng.choice(docs)
-        if per_text[d["source_id"]] >= MAX_PER_TEXT:
+        if per_text[d["source_id"]] >= max_per_text:
             continue
         text = d["text"]
         starts = [0] + [m.end() for m in re.finditer(r"\n+", text)]
@@ -70,20 +76,26 @@ def passages(corpus_dir: str, rng: random.Random, n: int) -> list[dict]:
 
 
 def plural(form: str) -> str | None:
-    last = form.split(" ")[-1]
-    if not last.isalpha() or last.endswith("s"):  # already plural ("guineas", "sandwiches") or a mass noun
+    """The plural engine.wordforms gives the form's normalised spelling, written on the form as listed
+    (case kept: "Steam Engine" -> "Steam Engines"); None where wordforms has none ("guineas", "o.k.")."""
+    n = normalize(form)
+    p = wordforms.plural(n)
+    if p is None or len(n) != len(form) or not form.split(" ")[-1].isalpha():  # "semi-detached": no plural
         return None
-    if last.endswith("y") and last[-2:-1] not in ("a", "e", "i", "o", "u"):
-        cand = form[:-1] + "ies"
-    elif last.endswith(("s", "x", "z", "ch", "sh", "o")):
-        cand = form + "es"
-    else:
-        cand = form + "s"
-    return cand if normalize(form) in base_forms(normalize(cand)) else None
+    cut = len(n) - 1 if p.endswith("ies") and not n.endswith("ies") else len(n)
+    return form[:cut] + p[cut:]
+
+
+def old_spelling(word: str, rng: random.Random) -> str:
+    """One early-modern spelling of a one-word form (engine.wordforms.spelling_variants), else the word."""
+    variants = wordforms.spelling_variants(word.lower()) if word.isalpha() and word.islower() else []
+    return rng.choice(variants) if variants else word
 
 
 def realise(entry, rng: random.Random, year: int, sentence_start: bool) -> str:
-    """One written form of a lexicon entry with random but valid variation."""
+    """One written form of a lexicon entry with random but valid variation. Old spellings draw from their own
+    stream, seeded by the entry and year, so the main stream (and every other choice) is as before them."""
+    spell_rng = random.Random(f"{SEED}:{entry.term}:{year}")
     w = rng.choice((entry.term,) + entry.variants)
     if entry.category in PLURAL_CATS and rng.random() < 0.3:
         w = plural(w) or w
@@ -100,6 +112,8 @@ def realise(entry, rng: random.Random, year: int, sentence_start: bool) -> str:
         w = " ".join(p[:1].upper() + p[1:] for p in w.split(" "))
     if sentence_start:
         w = w[:1].upper() + w[1:]
+    if year < 1700 and spell_rng.random() < 0.2:  # vmbrella, iournal, telegraphe: the detector must see them
+        w = old_spelling(w, spell_rng)
     if year < 1750 and rng.random() < 0.15:  # long s in initial/medial position, as period type set it
         w = re.sub(r"s(?=[a-z])", "\u017f", w)
     if "'" in w and rng.random() < 0.5:
@@ -152,7 +166,7 @@ def plant(p: dict, entries: list, rng: random.Random) -> dict:
 
 def make(corpus_dir: str, seed: int = SEED) -> list[dict]:
     rng = random.Random(seed)
-    lex = [e for e in load_lexicon().entries if e.category != "polysemous"]
+    lex = [e for e in load_lexicon().entries if e.category != "polysemous" and not e.cues]  # cued: make_test
     used: Counter = Counter()
     records = []
     for i, p in enumerate(passages(corpus_dir, rng, N_PLANTED + N_CLEAN)):

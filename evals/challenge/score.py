@@ -1,7 +1,10 @@
 """Scoring of the anachronism detector on a challenge set (JSONL records with text, year and an answer key
 of planted spans): recall over planted answers, precision over all findings, and the misses and false
 findings themselves. A finding hits an answer when their character spans overlap.
-Run: python -m evals.challenge.score [path]   (prints JSON; default evals/challenge/dev.jsonl)
+Also false findings per 1,000 words on REAL text of a named corpus split (every document checked against its
+own year), with the first-seen table built from the train split only, so that no figure reads its own text.
+Run: python -m evals.challenge.score [SET ...] [--corpus DIR --real-split test]   (prints JSON; SET is a
+path or dev/tune/test, default dev; see evals/challenge/README.md)
 """
 from __future__ import annotations
 
@@ -44,11 +47,49 @@ def score(records: Iterable[dict], check: Callable) -> dict:
             "misses": misses, "false_findings": false}
 
 
-def main() -> None:
-    from evals.anachronism import check
+def false_findings(corpus_dir: str | Path, split: str, check: Callable) -> dict:
+    """Findings on the real text of `split` (each document at its own year: every finding is false as far as
+    the corpus dates go), per 1,000 words, with the flagged words and their counts."""
+    from collections import Counter
 
-    path = sys.argv[1] if len(sys.argv) > 1 else DEV
-    print(json.dumps(score(load(path), check), ensure_ascii=False, indent=1))
+    from engine.corpus_io import iter_documents
+
+    words = n = 0
+    flagged: Counter = Counter()
+    for doc in iter_documents(corpus_dir, split):
+        found = check(doc["text"], int(doc["year"]))
+        words += len(doc["text"].split())
+        n += len(found)
+        flagged.update(f"{f.word.lower()} ({f.basis}, {f.year} vs {doc['year']})" for f in found)
+    return {"split": split, "words": words, "findings": n,
+            "per_1k_words": round(1000 * n / words, 4) if words else 0.0, "flagged": dict(flagged.most_common())}
+
+
+def main() -> None:
+    import argparse
+    from dataclasses import replace
+    from functools import partial
+
+    from evals.anachronism import CheckConfig, check
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sets", nargs="*", default=["dev"], help="challenge files, or dev / tune / test")
+    ap.add_argument("--corpus", default=None, help="built corpus: first-seen evidence (train split) and real text")
+    ap.add_argument("--real-split", default=None, help="split whose real text is checked for false findings")
+    args = ap.parse_args()
+    config = CheckConfig(corpus_dir=None)
+    if args.corpus:
+        config = replace(config, corpus_dir=str(args.corpus), corpus_splits=("train",))
+    run = partial(check, config=config)
+    out = {}
+    for name in args.sets:
+        path = Path(name) if Path(name).suffix else DEV.with_name(f"{name}.jsonl")
+        out[path.stem] = score(load(path), run)
+    if args.real_split:
+        if not args.corpus:
+            ap.error("--real-split needs --corpus")
+        out["real_text"] = false_findings(args.corpus, args.real_split, run)
+    print(json.dumps(out, ensure_ascii=False, indent=1))
 
 
 if __name__ == "__main__":

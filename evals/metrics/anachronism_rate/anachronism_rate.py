@@ -20,6 +20,7 @@ _KWARGS_DESCRIPTION = """
 Args:
     predictions: list of texts (str).
     references: list of target years (int), one per text.
+    corpus: built corpus folder whose train split gives first-seen evidence (default None: dated lexicon only).
 Returns:
     findings_per_1000_words: 1000 * all findings / all words (0.0 when there are no words),
     texts_with_findings: share of texts (0..1) with at least one finding,
@@ -53,11 +54,14 @@ class AnachronismRate(evaluate.Metric):
             ),
         )
 
-    def _compute(self, predictions, references):
+    def _compute(self, predictions, references, corpus=None):
         check, count_words = _imports()
+        if corpus is not None:
+            from evals.anachronism import CheckConfig
+            cfg = CheckConfig(corpus_dir=str(corpus))
         findings = words = flagged = 0
         for text, year in zip(predictions, references):
-            n = len(check(text, int(year)))
+            n = len(check(text, int(year)) if corpus is None else check(text, int(year), cfg))
             findings += n
             flagged += n > 0
             words += count_words(text)

@@ -19,6 +19,7 @@ _KWARGS_DESCRIPTION = """
 Args:
     predictions: list of texts (str).
     references: list of target years (int), one per text.
+    corpus: built corpus folder whose dating model dates the texts (required: the dater has no default corpus).
 Returns:
     mae_years: mean |dated year - target| over dated texts (None when none was dated),
     within_25_years: share (0..1) of all texts dated within 25 years of their target,
@@ -26,7 +27,7 @@ Returns:
     undated: number of texts the dater returned no year for.
 Examples:
     >>> m = evals.metrics.load_metric("era_fidelity")
-    >>> m.compute(predictions=["Thou art a knave."], references=[1600])["within_25_years"]
+    >>> m.compute(predictions=["Thou art a knave."], references=[1600], corpus="data/corpus")["within_25_years"]
     1.0
 """
 
@@ -52,11 +53,11 @@ class EraFidelity(evaluate.Metric):
             ),
         )
 
-    def _compute(self, predictions, references):
+    def _compute(self, predictions, references, corpus=None):
         date = _date_fn()
         errors, within, covered, undated = [], 0, 0, 0
         for text, target in zip(predictions, references):
-            d = date(text)
+            d = date(text) if corpus is None else date(text, corpus_dir=corpus)
             if d.get("year") is None:
                 undated += 1
                 continue
