@@ -1,21 +1,28 @@
-"""Generation speed on CPU, every variant measured in the same run on the same prompt:
+"""Generation speed on CPU, every variant measured in the same run, on the same prompt ids, alternating
+variants within each round (so a noisy neighbour slows them all alike), medians over rounds:
 
-  (a) transformers `model.generate` fp32, greedy       (baseline)
-  (b) Anno `stream` fp32, greedy
-  (c) int8-cpu (PyTorch dynamic int8)
-  (d) bnb-int8 and bnb-nf4 (bitsandbytes; its GPU path, here on its CPU backend)
-  (e) 1 vs 4 concurrent streams through the continuous batcher (aggregate tok/s)
-  and the memory-bandwidth bound: fp32 weight bytes read per token / copy bandwidth measured now.
+  hf          transformers `model.generate` fp32, greedy                          (baseline)
+  stream      Anno `stream` fp32, greedy: the default path (engine/fastpath.py's lean step)
+  ids_model   Anno `generate_ids(fast=False)`: the same loop over the model's own forward
+  int8        Anno `stream` on the int8-cpu model (fbgemm dynamic int8, lean step)
+  ct2_fp32 / ct2_int8   CTranslate2 4.8.5 Generator, float32 / int8, greedy (skipped, with the reason,
+              when ctranslate2 is not installed: `pip install ctranslate2==4.8.5`)
+  and once each: bnb-int8 / bnb-nf4 (bitsandbytes' CPU backend), 1 vs 4 concurrent streams through the
+  Batcher (aggregate tok/s), and the memory-bandwidth bound (fp32 weight bytes per token / copy bandwidth).
 
-Shapes: "slm" (12x768, ctx 1024, vocab 8000, random init) and the trained demo model runs/tiny/model when
-present. TTFT = time to the first token; TPOT = (total - TTFT) / (new tokens - 1); median of --repeats.
-The last line printed is one JSON object; its `ratios` are for the slm shape.
+Every variant is forced to write exactly --new-tokens tokens (end of text suppressed: min_new_tokens,
+min_length, a logits processor), and its greedy ids are compared with `generate`'s (`same_tokens`).
+TTFT = median time of a 1-token run; TPOT = (median total - TTFT) / (new tokens - 1).
+Shapes: "slm" (12x768, ctx 1024, vocab 8000, random init) and the trained demo model runs/tiny/model (or,
+when absent, a random-init 4x128 with the same vocabulary). The last line printed is one JSON object whose
+`ratios` are the slm shape's.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -27,56 +34,110 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from transformers import LogitsProcessor  # noqa: E402
 
 from engine.batching import Batcher  # noqa: E402
 from engine.checkpoint import load_hf_model, save_hf_model  # noqa: E402
-from engine.generate import GenerationConfig, TextDelta, stream  # noqa: E402
+from engine.generate import GenerationConfig, generate_ids, stream  # noqa: E402
 from engine.model import build_model, model_config  # noqa: E402
-from engine.tokenizer import load_tokenizer  # noqa: E402
+from engine.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer  # noqa: E402
 
 PROMPT = "It was the yeare of our Lord 1665, and in the Citie of London the sicknesse grew"
+GREEDY = dict(temperature=0, top_k=0, top_p=1.0)
 
 
-def _median(xs):
-    return statistics.median(xs)
+class NoEnd(LogitsProcessor):
+    """Bans the end-of-text id so every variant writes the same number of tokens (generate's min_new_tokens)."""
+
+    def __init__(self, eot: int):
+        self.eot = eot
+
+    def __call__(self, input_ids, scores):
+        return scores.index_fill(1, torch.tensor([self.eot]), float("-inf"))
 
 
-def time_hf(model, ids: list[int], n: int, repeats: int) -> dict:
-    x = torch.tensor([ids])
-    kw = dict(do_sample=False, pad_token_id=model.config.eos_token_id, eos_token_id=None)
-    ttft, total = [], []
-    with torch.no_grad():
-        for _ in range(repeats):
+def _ct2(model_dir: Path, out: Path, vocab: int):
+    """{compute_type: a CTranslate2 generator} or {"error": why}. The vocabulary is synthetic ("<id>"), so
+    prompts go in as ids and any model (and tokenizer) converts."""
+    try:
+        import ctranslate2
+        from ctranslate2.converters import TransformersConverter
+    except ImportError as e:
+        return {"error": f"ctranslate2 not installed ({e}); pip install ctranslate2==4.8.5 for these rows"}
+
+    class Vocab:
+        bos_token = eos_token = unk_token = "<0>"
+
+        def get_vocab(self):
+            return {f"<{i}>": i for i in range(vocab)}
+
+    class Converter(TransformersConverter):
+        def load_tokenizer(self, *args, **kwargs):
+            return Vocab()
+
+    gens = {}
+    for ct in ("float32", "int8"):
+        Converter(str(model_dir)).convert(str(out / ct), quantization=ct, force=True)
+        gens[ct] = ctranslate2.Generator(str(out / ct), device="cpu", compute_type=ct,
+                                         intra_threads=torch.get_num_threads(), inter_threads=1)
+    return gens
+
+
+def variants(model, q8, tok, ids: list[int], ct2) -> dict:
+    """name -> run(n) returning the n new ids."""
+    eot = tok.backend_tokenizer.token_to_id("<|endoftext|>")
+    eot = eot if eot is not None else 0
+
+    def hf(n):
+        x = torch.tensor([ids])
+        with torch.inference_mode():
+            out = model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=n,
+                                 min_new_tokens=n, pad_token_id=eot, eos_token_id=eot)
+        return out[0, len(ids):].tolist()
+
+    def streamed(m):
+        def run(n):
+            cfg = GenerationConfig(max_new_tokens=n, **GREEDY)
+            return list(list(stream(m, tok, PROMPT, cfg, processors=[NoEnd(eot)]))[-1].generated_ids)
+        return run
+
+    def ids_model(n):
+        return list(generate_ids(model, ids, GenerationConfig(max_new_tokens=n, **GREEDY), eos_id=-1, fast=False))
+
+    out = {"hf": hf, "stream": streamed(model), "ids_model": ids_model, "int8": streamed(q8)}
+    for ct, gen in ({} if "error" in ct2 else ct2).items():
+        def run(n, gen=gen):
+            r = gen.generate_batch([[f"<{i}>" for i in ids]], max_length=n, min_length=n, sampling_topk=1,
+                                   include_prompt_in_result=False, end_token=f"<{eot}>")
+            return r[0].sequences_ids[0]
+        out[f"ct2_{ct}"] = run
+    return out
+
+
+def alternate(runs: dict, n: int, rounds: int) -> dict:
+    """Each round runs every variant once for 1 token and once for n, in turn; medians over rounds."""
+    ttft, total, ids = {k: [] for k in runs}, {k: [] for k in runs}, {}
+    for name, run in runs.items():  # warm-up (first-call allocations, lazy init), not timed
+        ids[name] = run(n)
+    for _ in range(rounds):
+        for name, run in runs.items():
             t = time.perf_counter()
-            model.generate(x, max_new_tokens=1, min_new_tokens=1, **kw)
-            ttft.append(time.perf_counter() - t)
+            run(1)
+            ttft[name].append(time.perf_counter() - t)
             t = time.perf_counter()
-            model.generate(x, max_new_tokens=n, min_new_tokens=n, **kw)
-            total.append(time.perf_counter() - t)
-    return _figures(_median(ttft), _median(total), n)
-
-
-def time_stream(model, tok, n: int, repeats: int) -> dict:
-    cfg = GenerationConfig(max_new_tokens=n, temperature=0, top_k=0, top_p=1.0)
-    ttft, total, count = [], [], n
-    for _ in range(repeats):
-        t, first = time.perf_counter(), None
-        for ev in stream(model, tok, PROMPT, cfg):
-            if first is None and isinstance(ev, TextDelta):
-                first = time.perf_counter() - t
-            count = getattr(ev, "generated_tokens", count)
-        total.append(time.perf_counter() - t)
-        ttft.append(first)
-    return _figures(_median(ttft), _median(total), count)
-
-
-def _figures(ttft: float, total: float, n: int) -> dict:
-    return {"ttft_ms": round(ttft * 1e3, 2), "tpot_ms": round((total - ttft) / max(n - 1, 1) * 1e3, 3),
-            "tok_per_s": round(n / total, 2), "new_tokens": n}
+            run(n)
+            total[name].append(time.perf_counter() - t)
+    res = {}
+    for name in runs:
+        f, tot = statistics.median(ttft[name]), statistics.median(total[name])
+        res[name] = {"ttft_ms": round(f * 1e3, 2), "tpot_ms": round((tot - f) / max(n - 1, 1) * 1e3, 3),
+                     "tok_per_s": round(n / tot, 2), "tok_per_s_rounds": [round(n / t, 1) for t in total[name]],
+                     "same_tokens": sum(a == b for a, b in zip(ids[name], ids["hf"])), "new_tokens": n}
+    return res
 
 
 def concurrent(model, tok, n: int, streams: int) -> dict:
-    cfg = GenerationConfig(max_new_tokens=n, temperature=0, top_k=0, top_p=1.0)
+    cfg = GenerationConfig(max_new_tokens=n, **GREEDY)
     prompts = [PROMPT, "The King came to Whitehall and", "In the Citie there was great", "Upon the Thames the"]
     with Batcher(model, tok, max_batch=8) as b:
         list(b.submit(PROMPT, cfg))  # warm-up
@@ -87,7 +148,9 @@ def concurrent(model, tok, n: int, streams: int) -> dict:
         [th.start() for th in threads]
         [th.join() for th in threads]
         dt = time.perf_counter() - t
-    return {"streams": streams, "tokens": sum(done), "seconds": round(dt, 3), "aggregate_tok_per_s": round(sum(done) / dt, 2)}
+        fast = b.fast
+    return {"streams": streams, "tokens": sum(done), "seconds": round(dt, 3),
+            "aggregate_tok_per_s": round(sum(done) / dt, 2), "lean_path": fast}
 
 
 def copy_bandwidth(mb: int = 256, repeats: int = 5) -> float:
@@ -119,17 +182,24 @@ def quantized(model_dir: Path, method: str):
         return load_any(Path(d) / method)
 
 
-def bench_shape(name: str, model_dir: Path, n: int, repeats: int, bandwidth: float) -> dict:
+def bench_shape(name: str, model_dir: Path, n: int, rounds: int, bandwidth: float, bnb: bool) -> dict:
     tok = load_tokenizer(model_dir)
     model = load_hf_model(model_dir)
     ids = tok.backend_tokenizer.encode(PROMPT, add_special_tokens=False).ids
-    out = {"shape": name, "params": sum(p.numel() for p in model.parameters())}
-    out["hf_generate_fp32"] = time_hf(model, ids, n, repeats)
-    out["anno_stream_fp32"] = time_stream(model, tok, n, repeats)
-    for method in ("int8-cpu", "bnb-int8", "bnb-nf4"):
+    out = {"shape": name, "params": sum(p.numel() for p in model.parameters()), "prompt_tokens": len(ids),
+           "threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory() as d:
+        ct2 = _ct2(model_dir, Path(d), model.config.vocab_size)
+        if "error" in ct2:
+            out["ct2"] = ct2["error"]
+        out.update(alternate(variants(model, quantized(model_dir, "int8-cpu"), tok, ids, ct2), n, rounds))
+    for method in ("bnb-int8", "bnb-nf4") if bnb else ():
         try:
             q = quantized(model_dir, method)
-            out[method] = time_stream(q, tok, n, repeats)
+            cfg = GenerationConfig(max_new_tokens=n, **GREEDY)
+            t = time.perf_counter()
+            k = list(stream(q, tok, PROMPT, cfg))[-1].generated_tokens
+            out[method] = {"tok_per_s": round(k / (time.perf_counter() - t), 2)}
         except Exception as e:  # a backend that cannot run here is reported, not hidden
             out[method] = {"error": f"{type(e).__name__}: {e}"}
     out["concurrent_1"] = concurrent(model, tok, n, 1)
@@ -137,38 +207,74 @@ def bench_shape(name: str, model_dir: Path, n: int, repeats: int, bandwidth: flo
     wb = weight_bytes(model)
     out["bandwidth"] = {"weight_bytes_per_token": wb, "copy_bytes_per_s": round(bandwidth),
                         "bound_tok_per_s": round(bandwidth / wb, 2)}
-    hf, st = out["hf_generate_fp32"], out["anno_stream_fp32"]
+    hf, st, q8 = out["hf"], out["stream"], out["int8"]
+
+    def ratio(a, b):
+        return round(a / b, 3) if a and b else None
+
     out["ratios"] = {
-        "stream_tpot_vs_hf": round(st["tpot_ms"] / hf["tpot_ms"], 3),
-        "int8_cpu_vs_hf": round(out["int8-cpu"].get("tok_per_s", 0) / hf["tok_per_s"], 3),
-        "c4_vs_c1": round(out["concurrent_4"]["aggregate_tok_per_s"] / out["concurrent_1"]["aggregate_tok_per_s"], 3),
-        "fp32_vs_bandwidth_bound": round(st["tok_per_s"] / out["bandwidth"]["bound_tok_per_s"], 3),
+        "fp32_vs_ct2_fp32": ratio(st["tok_per_s"], out.get("ct2_float32", {}).get("tok_per_s")),
+        "int8_vs_ct2_int8": ratio(q8["tok_per_s"], out.get("ct2_int8", {}).get("tok_per_s")),
+        "c4_vs_c1": ratio(out["concurrent_4"]["aggregate_tok_per_s"], out["concurrent_1"]["aggregate_tok_per_s"]),
+        "stream_tpot_vs_hf": ratio(st["tpot_ms"], hf["tpot_ms"]),
+        "fp32_vs_bandwidth_bound": ratio(st["tok_per_s"], out["bandwidth"]["bound_tok_per_s"]),
+        "stream_vs_hf": ratio(st["tok_per_s"], hf["tok_per_s"]),
+        "lean_vs_model_forward": ratio(st["tok_per_s"], out["ids_model"]["tok_per_s"]),
+        "int8_vs_hf": ratio(q8["tok_per_s"], hf["tok_per_s"]),
     }
     return out
+
+
+def tokenizer_dir(tiny: Path, work: Path) -> tuple[Path, str]:
+    """A tokenizer folder: the demo model's, else runs/tok8k, else one trained here on generated text."""
+    for d in (tiny, ROOT / "runs" / "tok8k"):
+        if (d / "tokenizer.json").exists():
+            return d, str(d)
+    rng = random.Random(0)
+    words = ("the and of to that is it with for was his he be not by but which this they shall will from have "
+             "king towne church bread wine horse cloth silver market sermon law house street river bridge ship "
+             "merchant widow servant letter money plague fire winter summer harvest parish court London").split()
+    texts = [" ".join(rng.choice(words) for _ in range(200)) for _ in range(200)]
+    out = work / "tok"
+    train_tokenizer(texts, TokenizerConfig(vocab_size=600), out)
+    return out, "trained here on generated text (no runs/tiny/model or runs/tok8k)"
+
+
+def random_model(preset: str, tok_dir: Path, out: Path, vocab: int) -> Path:
+    model = build_model(model_config(preset, vocab), 0, 0, 0)
+    return save_hf_model(model, out, extra_files=[tok_dir / f for f in ("tokenizer.json", "tokenizer_config.json")])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--new-tokens", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tiny", default=str(ROOT / "runs/tiny/model"))
+    ap.add_argument("--no-bnb", action="store_true", help="skip the bitsandbytes rows (slow on CPU)")
+    ap.add_argument("--threads", type=int, default=None, help="torch (and CTranslate2) threads; default torch's")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     bandwidth = copy_bandwidth()
-    results = {"benchmark": "generate", "cpus": os.cpu_count(), "threads": torch.get_num_threads()}
+    results = {"benchmark": "generate", "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+               "load_average_1min_start": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory() as d:
-        tok_dir = Path(args.tiny)
-        if not (tok_dir / "tokenizer.json").exists():
-            sys.exit(f"need a tokenizer: {tok_dir} (run `make model` first, or pass --tiny)")
-        tok = load_tokenizer(tok_dir)
-        slm = build_model(model_config("slm", len(tok)), 0, 0, 0)
-        save_hf_model(slm, Path(d) / "slm", extra_files=[tok_dir / f for f in ("tokenizer.json", "tokenizer_config.json")])
-        del slm
-        results["slm"] = bench_shape("slm 12x768 random init", Path(d) / "slm", args.new_tokens, args.repeats, bandwidth)
+        tok_dir, results["tokenizer"] = tokenizer_dir(Path(args.tiny), Path(d))
+        vocab = max(8000, len(load_tokenizer(tok_dir)))
+        slm = random_model("slm", tok_dir, Path(d) / "slm", vocab)
+        results["slm"] = bench_shape("slm 12x768 random init", slm, args.new_tokens, args.rounds, bandwidth,
+                                     not args.no_bnb)
         print(json.dumps(results["slm"]), flush=True)
-        results["tiny"] = bench_shape("tiny (trained)", tok_dir, args.new_tokens, args.repeats, bandwidth)
+        if (Path(args.tiny) / "config.json").exists():
+            tiny, tiny_name = Path(args.tiny), "tiny (trained)"
+        else:
+            tiny, tiny_name = random_model("tiny", tok_dir, Path(d) / "tiny", vocab), "tiny 4x128 random init"
+        results["tiny"] = bench_shape(tiny_name, tiny, args.new_tokens, args.rounds, bandwidth, not args.no_bnb)
         print(json.dumps(results["tiny"]), flush=True)
+    results["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     results["ratios"] = results["slm"]["ratios"]
+    results["ratios_tiny"] = results["tiny"]["ratios"]
     print(json.dumps(results))
 
 

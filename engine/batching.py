@@ -15,13 +15,18 @@ streaming=True)`) and cancellation (`cancel_request`). It does not keep our per-
     (logits_process.py:356), and processors receive only the last token of each request
     (`input_ids[0, logits_indices]`, model_runner.py:209), so no n-gram ban either; caller-supplied
     per-request processors (the UI's constraints) have no place at all.
-So this module is a small batcher of its own, built on `transformers`' GPT-2 forward and DynamicCache.
-
-Batch layout: one DynamicCache of shape [rows, heads, width, head_dim] per layer, each row left-padded to
-the widest, with a [rows, width] attention mask and explicit per-row position ids (GPT-2's positions are
-absolute, so padding must not shift them). A new request is prefilled alone (exactly the call
-`generate_ids` makes) and its cache is padded into the batch; a finished, cancelled or failed row is cut out
-at once (index_select) and all-padding columns are trimmed. Logits processing and sampling run per row with
+So this module is a small batcher of its own over one of two batch states with the same interface (add a
+row from its prompt, set a row's next token, step all rows, keep some rows):
+  - `engine.fastpath.LeanRows` (the default wherever engine/fastpath.py runs the model: GPT-2 on CPU): a
+    preallocated KV cache whose slot r is row r at its own length; a step writes each row's key at its own
+    position and masks keys past each row's end, so there is no padding; a leaving row's slot is filled by
+    the last row (one row copied, not the batch);
+  - `_ModelRows` (any other model/device): `transformers`' forward and DynamicCache, each row left-padded
+    to the widest, a [rows, width] attention mask and explicit per-row position ids (GPT-2's positions are
+    absolute, so padding must not shift them); a leaving row is cut out (index_select) and all-padding
+    columns are trimmed.
+Either way a new request is prefilled alone (exactly the computation `generate_ids` does), and a finished,
+cancelled or failed row leaves at once. Logits processing and sampling run per row with
 the request's own `logits_processors(cfg, ...)`, id history and seeded `torch.Generator`, as in
 engine/generate.py.
 
@@ -67,6 +72,7 @@ from transformers import LogitsProcessor
 
 # text_events (ids -> TextDelta/Finished with stop strings) and eot_id are stream()'s own text layer, reused
 # as is rather than copied.
+from engine.fastpath import LeanRows, unsupported
 from engine.generate import (
     GenerationConfig, StreamEvent, eot_id, generate_ids, logits_processors, model_context, prompt_ids,
     text_events, with_time_lock,
@@ -158,7 +164,9 @@ class BatchStream:
 class Batcher:
     """One background thread owning `model`; `submit` is safe to call from any number of threads."""
 
-    def __init__(self, model, tok, max_batch: int = 8):
+    def __init__(self, model, tok, max_batch: int = 8, fast: bool = True):
+        """fast: decode through engine/fastpath.py's lean step where it supports the model (GPT-2 on CPU),
+        else through the model's own forward."""
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= MAX_BATCH_LIMIT:
             raise ValueError(f"max_batch={max_batch!r}: must be an integer in [1, {MAX_BATCH_LIMIT}]")
         if model.training:
@@ -172,7 +180,8 @@ class Batcher:
         self._closed = False
         self._pending: deque[_Request] = deque()
         self._rows: list[_Request] = []
-        self._cache = self._mask = self._pos = self._next = None
+        self._state = LeanRows(model) if fast and unsupported(model) is None else _ModelRows(model)
+        self.fast = isinstance(self._state, LeanRows)
         self._thread = threading.Thread(target=self._run, name="anno-batcher", daemon=True)
         self._thread.start()
 
@@ -190,7 +199,7 @@ class Batcher:
         ids, dropped = prompt_ids(self.tok, prompt, cfg, self.context)
         processors = with_time_lock(self.tok, cfg, processors, len(ids))
         # stream()'s own checks (context fit, id range, eval mode); the unstarted generator is thrown away
-        generate_ids(self.model, ids, cfg, stop_event, processors, eos_id=self.eot).close()
+        generate_ids(self.model, ids, cfg, stop_event, processors, eos_id=self.eot, fast=False).close()
         req = _Request(ids, cfg, logits_processors(cfg, processors), self.eot, stop_event)
         with self._cond:  # read the step counter and queue atomically w.r.t. the thread's step/drain
             if self._closed:
@@ -296,6 +305,7 @@ class Batcher:
             self._end(req, "end", "cancelled")
             return
         device = self.model.device
+        added = False
         try:
             if req.cfg.temperature > 0:
                 req.gen = torch.Generator(device=device)
@@ -304,51 +314,31 @@ class Batcher:
                 else:
                     req.gen.manual_seed(req.cfg.seed)
             req.seq = torch.tensor([req.ids], dtype=torch.long, device=device)
-            out = self.model(input_ids=req.seq, past_key_values=None, use_cache=True, logits_to_keep=1)
-            token = self._pick(req, out.logits[:, -1])
+            logits = self._state.add(req.ids, req.cfg.max_new_tokens)
+            self._rows.append(req)
+            added = True
+            token = self._pick(req, logits)
         except Exception as e:  # noqa: BLE001 -- this request's failure goes to this request only
+            if added:
+                self._keep(list(range(len(self._rows) - 1)))
             self._end(req, "err", e)
             return
         req.first_token_step = self.steps
         req.first_token_s = time.perf_counter() - req.submitted_at
         if self._accept(req, token):
-            self._join(req, out.past_key_values, token)
-
-    def _join(self, req: _Request, past, token: int) -> None:
-        n, device = len(req.ids), self.model.device
-        ones = torch.ones(1, n, dtype=torch.long, device=device)
-        if not self._rows:
-            self._cache, self._mask = past, ones
-            self._pos = torch.tensor([n], device=device)
-            self._next = torch.tensor([[token]], device=device)
+            self._state.set_next(len(self._rows) - 1, token)
         else:
-            width = self._mask.shape[1]
-            w = max(width, n)
-            for mine, theirs in zip(self._cache.layers, past.layers):
-                mine.keys = torch.cat([F.pad(mine.keys, (0, 0, w - width, 0)), F.pad(theirs.keys, (0, 0, w - n, 0))])
-                mine.values = torch.cat(
-                    [F.pad(mine.values, (0, 0, w - width, 0)), F.pad(theirs.values, (0, 0, w - n, 0))]
-                )
-            self._mask = torch.cat([F.pad(self._mask, (w - width, 0)), F.pad(ones, (w - n, 0))])
-            self._pos = torch.cat([self._pos, torch.tensor([n], device=device)])
-            self._next = torch.cat([self._next, torch.tensor([[token]], device=device)])
-        self._rows.append(req)
+            self._keep(list(range(len(self._rows) - 1)))
 
     def _decode_step(self) -> None:
         rows = self._rows
-        mask = F.pad(self._mask, (0, 1), value=1)
         try:
-            out = self.model(
-                input_ids=self._next, past_key_values=self._cache, attention_mask=mask,
-                position_ids=self._pos[:, None], use_cache=True, logits_to_keep=1,
-            )
+            logits = self._state.step()
         except Exception as e:  # noqa: BLE001 -- a batched forward's failure cannot be pinned on one row
             for req in rows:
                 self._end(req, "err", e)
             self._reset()
             return
-        self._mask, self._pos = mask, self._pos + 1
-        logits = out.logits[:, -1]
         keep = []
         for i, req in enumerate(rows):
             try:
@@ -357,17 +347,67 @@ class Batcher:
                 self._end(req, "err", e)
                 continue
             if self._accept(req, token):
-                self._next[i, 0] = token
+                self._state.set_next(i, token)
                 keep.append(i)
         self._keep(keep)
 
     def _keep(self, keep: list[int]) -> None:
-        """Cut the batch down to rows `keep` (in order) and trim columns that are padding in every row."""
+        """Cut the batch down to rows `keep` (the state may reorder the rows it keeps)."""
         if len(keep) == len(self._rows):
             return
         if not keep:
             self._reset()
             return
+        self._rows = [self._rows[i] for i in self._state.keep(keep)]
+
+    def _reset(self) -> None:
+        self._rows = []
+        self._state.reset()
+
+
+class _ModelRows:
+    """The batch state over the model's own forward and DynamicCache (any device; the fallback when the
+    lean path does not support the model): rows left-padded to the widest, a [rows, width] attention mask,
+    explicit per-row position ids."""
+
+    def __init__(self, model):
+        self.model = model
+        self.reset()
+
+    def add(self, ids: list[int], room: int) -> torch.Tensor:
+        """Prefill a new last row alone (the call generate_ids makes) and pad its cache into the batch."""
+        seq = torch.tensor([ids], dtype=torch.long, device=self.model.device)
+        out = self.model(input_ids=seq, past_key_values=None, use_cache=True, logits_to_keep=1)
+        self._join(out.past_key_values, len(ids))
+        return out.logits[:, -1]
+
+    def _join(self, past, n: int) -> None:
+        device = self.model.device
+        ones = torch.ones(1, n, dtype=torch.long, device=device)
+        pos, nxt = torch.tensor([n], device=device), torch.zeros(1, 1, dtype=torch.long, device=device)
+        if self._cache is None:
+            self._cache, self._mask, self._pos, self._next = past, ones, pos, nxt
+            return
+        width = self._mask.shape[1]
+        w = max(width, n)
+        for mine, theirs in zip(self._cache.layers, past.layers):
+            mine.keys = torch.cat([F.pad(mine.keys, (0, 0, w - width, 0)), F.pad(theirs.keys, (0, 0, w - n, 0))])
+            mine.values = torch.cat([F.pad(mine.values, (0, 0, w - width, 0)), F.pad(theirs.values, (0, 0, w - n, 0))])
+        self._mask = torch.cat([F.pad(self._mask, (w - width, 0)), F.pad(ones, (w - n, 0))])
+        self._pos, self._next = torch.cat([self._pos, pos]), torch.cat([self._next, nxt])
+
+    def set_next(self, row: int, token: int) -> None:
+        self._next[row, 0] = token
+
+    def step(self) -> torch.Tensor:
+        mask = F.pad(self._mask, (0, 1), value=1)
+        out = self.model(input_ids=self._next, past_key_values=self._cache, attention_mask=mask,
+                         position_ids=self._pos[:, None], use_cache=True, logits_to_keep=1)
+        self._mask, self._pos = mask, self._pos + 1
+        return out.logits[:, -1]
+
+    def keep(self, keep: list[int]) -> list[int]:
+        """Keep rows `keep` (in order) and trim columns that are padding in every row."""
         idx = torch.tensor(keep, device=self._mask.device)
         mask = self._mask.index_select(0, idx)
         first = int(mask.any(dim=0).long().argmax())  # first column some row still uses
@@ -376,8 +416,7 @@ class Batcher:
             layer.values = layer.values.index_select(0, idx)[:, :, first:]
         self._mask = mask[:, first:]
         self._pos, self._next = self._pos.index_select(0, idx), self._next.index_select(0, idx)
-        self._rows = [self._rows[i] for i in keep]
+        return keep
 
-    def _reset(self) -> None:
-        self._rows = []
+    def reset(self) -> None:
         self._cache = self._mask = self._pos = self._next = None

@@ -1,8 +1,10 @@
 """Streaming text generation: the `GenerationConfig`, token-id generation with a KV cache, and the text stream.
 
-Owns two layers. `generate_ids` yields token ids only (one forward pass per new token after the prompt, the
-model's own KV cache, transformers' logits processors so it picks what `model.generate` picks, a seeded
-`torch.Generator` for sampling, cancellation through a `threading.Event`). `stream` is the layer above: it
+Owns two layers. `generate_ids` yields token ids only (one forward pass per new token after the prompt, on
+CPU through engine/fastpath.py's lean GPT-2 step and preallocated KV cache -- the same ids as the model's
+own forward with its KV cache, which other devices and models use --, transformers' logits processors so
+it picks what `model.generate` picks, a seeded `torch.Generator` for sampling, cancellation through a
+`threading.Event`). `stream` is the layer above: it
 builds the prompt (era token, left truncation), turns ids into text deltas (engine/detok.py), cuts at stop
 strings and ends with a `Finished` event saying why and how much.
 """
@@ -20,6 +22,7 @@ from transformers import (
 )
 
 from engine.detok import detokenize, scan_stops
+from engine.fastpath import LeanGPT2, unsupported
 from engine.tokenizer import EOT, encode_prompt, era_token
 
 FINISH_REASONS = ("eot", "length", "stop_string", "cancelled")
@@ -52,6 +55,7 @@ class GenerationConfig:
     stop: tuple[str, ...] = ()
     year: int | None = None
     lock_year: int | None = None  # time lock: no word first attested after this year (engine/timelock.py)
+    lock_corpus: str | None = None  # built corpus whose train-split first-seen words the lock bans too (None: lexicon)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -88,6 +92,8 @@ class GenerationConfig:
         if self.lock_year is not None and (not _is_int(self.lock_year) or not 1000 <= self.lock_year <= 2100):
             raise ValueError(f"GenerationConfig.lock_year={self.lock_year!r}: must be None or an integer in "
                              f"[1000, 2100]")
+        if self.lock_corpus is not None and not isinstance(self.lock_corpus, str):
+            raise ValueError(f"GenerationConfig.lock_corpus={self.lock_corpus!r}: must be None or a corpus folder path")
 
 
 # ---------------------------------------------------------------------------------------------- ids
@@ -135,14 +141,16 @@ def _eos_ids(model, eos_id: int | None) -> set[int]:
 
 def generate_ids(
     model, prompt_ids: Sequence[int], cfg: GenerationConfig, stop_event=None,
-    processors: Sequence[LogitsProcessor] = (), eos_id: int | None = None,
+    processors: Sequence[LogitsProcessor] = (), eos_id: int | None = None, fast: bool = True,
 ) -> Generator[int, None, str]:
     """Yield new token ids one at a time. Stops at the end-of-text id (not yielded; eos_id, default the
     model's generation_config.eos_token_id), after cfg.max_new_tokens ids, or when stop_event (anything with
     is_set(), e.g. threading.Event) is set -- checked before every token, so a set event costs at most the
     token already being computed. The generator's return value (StopIteration.value, or `r = yield from`)
     is the reason: "eot", "length" or "cancelled". The model must be in eval mode. Bad arguments raise
-    ValueError here, at the call, not at the first next()."""
+    ValueError here, at the call, not at the first next(). fast: run the forward through
+    engine/fastpath.py's lean decode step where it supports the model (GPT-2 on CPU; same ids), else the
+    model's own forward."""
     context = model_context(model)
     cfg.validate(context)
     if model.training:
@@ -160,11 +168,12 @@ def generate_ids(
             f"prompt_ids has {len(prompt)} tokens: with max_new_tokens={cfg.max_new_tokens} at most "
             f"{context - cfg.max_new_tokens + 1} fit the model context of {context} (stream() truncates)"
         )
-    return _decode(model, prompt, cfg, stop_event, logits_processors(cfg, processors), _eos_ids(model, eos_id))
+    lean = LeanGPT2(model) if fast and unsupported(model) is None else None
+    return _decode(model, prompt, cfg, stop_event, logits_processors(cfg, processors), _eos_ids(model, eos_id), lean)
 
 
 def _decode(
-    model, prompt: list[int], cfg: GenerationConfig, stop_event, procs: LogitsProcessorList, eos: set[int]
+    model, prompt: list[int], cfg: GenerationConfig, stop_event, procs: LogitsProcessorList, eos: set[int], lean
 ) -> Generator[int, None, str]:
     device = model.device
     gen = None
@@ -176,14 +185,19 @@ def _decode(
             gen.manual_seed(cfg.seed)
     seq = torch.tensor([prompt], dtype=torch.long, device=device)  # all ids so far: penalties look at them
     step_input, past = seq, None
-    for _ in range(cfg.max_new_tokens):
+    # the lean path's cache is sized once: the last new token is never fed back
+    cache = lean.new_cache(1, len(prompt) + cfg.max_new_tokens - 1) if lean is not None else None
+    for i in range(cfg.max_new_tokens):
         if stop_event is not None and stop_event.is_set():
             return "cancelled"
         # inference_mode per step, never across a yield: the mode is thread state and would leak to the caller
         with torch.inference_mode():
-            out = model(input_ids=step_input, past_key_values=past, use_cache=True, logits_to_keep=1)
-            past = out.past_key_values
-            scores = procs(seq, out.logits[:, -1].to(dtype=torch.float32))
+            if lean is not None:
+                logits = lean.prefill(prompt, cache, 0) if i == 0 else lean.step(step_input, cache)
+            else:
+                out = model(input_ids=step_input, past_key_values=past, use_cache=True, logits_to_keep=1)
+                past, logits = out.past_key_values, out.logits[:, -1]
+            scores = procs(seq, logits.to(dtype=torch.float32))
             if gen is None:
                 nxt = torch.argmax(scores, dim=-1, keepdim=True)
             else:
@@ -258,7 +272,8 @@ def with_time_lock(tok, cfg: GenerationConfig, processors: Sequence[LogitsProces
     if cfg.lock_year is None:
         return tuple(processors)
     from engine.timelock import TimeLock
-    return (*processors, TimeLock(tok, cfg.lock_year, final_length=prompt_len + cfg.max_new_tokens))
+    return (*processors, TimeLock(tok, cfg.lock_year, final_length=prompt_len + cfg.max_new_tokens,
+                                  corpus_dir=cfg.lock_corpus))
 
 
 def stream(

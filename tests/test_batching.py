@@ -257,3 +257,18 @@ def test_constructor_checks(served):
             Batcher(model, tok)
     finally:
         model.eval()
+
+
+def test_seed_gives_same_text_alone_and_in_a_batch_of_four(served, batcher):
+    assert batcher.fast  # the default CPU path is the lean one (engine/fastpath.py)
+    prompts = ("The plague was in the city", "My Lord,", "In the yeare", "Upon the Thames the")
+    cfgs = [GenerationConfig(max_new_tokens=30, seed=s, temperature=1.0, top_k=0, top_p=1.0) for s in (5, 6, 7, 5)]
+    expected = [alone(served, p, c, processors=[NoEot()]) for p, c in zip(prompts, cfgs)]
+    gate = Gate(at=1)  # hold the first prefill until all four are queued: they decode as one batch
+    handles = [batcher.submit(prompts[0], cfgs[0], processors=[NoEot(gate)])]
+    assert gate.reached.wait(WAIT)
+    handles += [batcher.submit(p, c, processors=[NoEot()]) for p, c in zip(prompts[1:], cfgs[1:])]
+    gate.release.set()
+    got = consume(handles)
+    assert got == expected
+    assert max(h.first_token_step for h in handles) <= 1  # all four were in the batch together

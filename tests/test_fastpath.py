@@ -1,0 +1,163 @@
+"""Tests for engine/fastpath.py, the lean CPU decode step: logits bit-equal to the model's own forward (fp32,
+one row, any column split), greedy ids equal to `model.generate` (fp32 and int8-cpu), batched rows equal to
+each row alone, the KV cache's row bookkeeping, the time lock on the fast path (no detector finding after
+the lock year), and the fallback for models it does not run."""
+from __future__ import annotations
+
+import copy
+import threading
+
+import pytest
+import torch
+from transformers import LogitsProcessor
+
+from engine.fastpath import KVCache, LeanGPT2, LeanRows, unsupported
+from engine.generate import GenerationConfig, generate_ids, stream
+from engine.model import build_model, model_config
+from engine.tokenizer import load_tokenizer
+
+PROMPTS = ([5, 17, 300, 42, 9], [1], list(range(40, 73)))
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_tokenizer):
+    return load_tokenizer(tiny_tokenizer)
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    torch.manual_seed(0)
+    return build_model(model_config("tiny", len(tok), n_ctx=128), 0, 0, 0).eval()
+
+
+def _model_logits(model, prompt, feed):
+    """The model's own next-token logits after the prompt and after each id of feed (its KV cache)."""
+    with torch.inference_mode():
+        out = model(input_ids=torch.tensor([prompt]), use_cache=True, logits_to_keep=1)
+        got = [out.logits[:, -1]]
+        for t in feed:
+            out = model(input_ids=torch.tensor([[t]]), past_key_values=out.past_key_values, use_cache=True,
+                        logits_to_keep=1)
+            got.append(out.logits[:, -1])
+    return got
+
+
+@pytest.mark.parametrize("split", [1, 2, 4])
+def test_logits_bit_equal_to_model_forward(model, split):
+    feed = [7, 300, 2, 2, 450, 11, 90, 5]
+    lean = LeanGPT2(model, split=split)
+    for prompt in PROMPTS:
+        ref = _model_logits(model, prompt, feed)
+        with torch.inference_mode():
+            cache = lean.new_cache(1, 4)  # too narrow on purpose: it grows
+            got = [lean.prefill(prompt, cache, 0)] + [lean.step(torch.tensor([[t]]), cache) for t in feed]
+        assert all(torch.equal(a, b) for a, b in zip(ref, got))
+        assert cache.lengths == [len(prompt) + len(feed)]
+
+
+def _hf_greedy(model, prompt, n):
+    x = torch.tensor([prompt])
+    with torch.inference_mode():
+        out = model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=n,
+                             min_new_tokens=n, eos_token_id=None, pad_token_id=0)
+    return out[0, len(prompt):].tolist()
+
+
+def test_greedy_ids_equal_model_generate_fp32_and_int8(model):
+    from engine.quantize import int8_cpu
+
+    q8 = int8_cpu(copy.deepcopy(model))
+    cfg = GenerationConfig(max_new_tokens=30, temperature=0)
+    for m in (model, q8):
+        assert unsupported(m) is None  # the fast path really runs
+        for prompt in PROMPTS:
+            fast = list(generate_ids(m, prompt, cfg, eos_id=-1))
+            assert fast == _hf_greedy(m, prompt, 30)
+            assert fast == list(generate_ids(m, prompt, cfg, eos_id=-1, fast=False))
+
+
+def test_batched_rows_equal_each_row_alone(model):
+    n = 20
+    alone = [list(generate_ids(model, p, GenerationConfig(max_new_tokens=n, temperature=0), eos_id=-1))
+             for p in PROMPTS]
+    rows = LeanRows(model)
+    got: list[list[int]] = [[] for _ in PROMPTS]
+    owner = []  # batch row -> prompt index
+    with torch.inference_mode():
+        for i, p in enumerate(PROMPTS):  # rows of different lengths join one by one
+            t = int(rows.add(p, n).argmax(-1))
+            got[i].append(t)
+            owner.append(i)
+            rows.set_next(rows.rows - 1, t)
+        for step in range(n - 1):
+            logits = rows.step()
+            for r, i in enumerate(owner):
+                t = int(logits[r].argmax(-1))
+                got[i].append(t)
+                rows.set_next(r, t)
+            if step == 5:  # the first row leaves early; the others go on from their moved slots
+                alone[0] = alone[0][:7]
+                owner = [owner[o] for o in rows.keep([1, 2])]
+    assert got == alone
+
+
+def test_kv_cache_remove_moves_last_rows_into_holes():
+    c = KVCache(n_layer=2, n_head=1, head_dim=1, slots=4, width=3)
+    for r in range(4):
+        c.lengths.append(r % 3 + 1)
+        for t in c.k + c.v:
+            t[r, 0, :c.lengths[r], 0] = 10 * r + torch.arange(c.lengths[r])
+    order = c.remove([0, 2])
+    assert order == [3, 1] and c.lengths == [1, 2]  # old row 3 (length 1) now in slot 0
+    assert c.k[1][0, 0, :1, 0].tolist() == [30.0] and c.v[0][1, 0, :2, 0].tolist() == [10.0, 11.0]
+    c.reserve(6, 9)
+    assert (c.slots, c.width) == (8, 9) and c.k[0][1, 0, :2, 0].tolist() == [10.0, 11.0]
+
+
+class Force(LogitsProcessor):
+    """Pushes a model to write `text` over and over (a random model would never write a dated word)."""
+
+    def __init__(self, ids):
+        self.ids, self.start = ids, None
+
+    def __call__(self, input_ids, scores):
+        self.start = input_ids.shape[1] if self.start is None else self.start
+        bias = torch.zeros_like(scores)
+        bias[:, self.ids[(input_ids.shape[1] - self.start) % len(self.ids)]] = 100.0
+        return scores + bias
+
+
+def test_time_lock_on_fast_path_leaves_no_finding_after_the_lock_year(model, tok):
+    from evals import check
+
+    text = " He sent a telegraph by the railway and the steam engine. The telephone rang."
+    target = tok.backend_tokenizer.encode(text, add_special_tokens=False).ids
+    cfg = GenerationConfig(max_new_tokens=60, temperature=0, top_k=0, top_p=1.0)
+    free = list(stream(model, tok, "It was", cfg, processors=[Force(target)]))[-1].text
+    assert [f for f in check(free, 1700) if f.year > 1700]  # unlocked, the forced words are there
+    for seed in (1, 2):
+        sampled = GenerationConfig(max_new_tokens=60, temperature=1.0, seed=seed, lock_year=1700)
+        for c in (GenerationConfig(max_new_tokens=60, temperature=0, lock_year=1700), sampled):
+            locked = list(stream(model, tok, "It was", c, processors=[Force(target)]))[-1]
+            assert locked.generated_tokens == 60 and not [f for f in check(locked.text, 1700) if f.year > 1700]
+
+
+def test_cancel_on_fast_path_stops_within_one_token(model):
+    event, got = threading.Event(), []
+    for token in generate_ids(model, [3, 4], GenerationConfig(max_new_tokens=50, temperature=0), event):
+        got.append(token)
+        if len(got) == 3:
+            event.set()
+    assert len(got) == 3
+
+
+def test_models_it_does_not_run_fall_back_to_their_own_forward(model, tok):
+    bf16 = copy.deepcopy(model).to(torch.bfloat16)
+    assert "bfloat16" in unsupported(bf16)
+    assert "is not a GPT2LMHeadModel" in unsupported(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="LeanGPT2 cannot run this model: embeddings are torch.bfloat16"):
+        LeanGPT2(bf16)
+    cfg = GenerationConfig(max_new_tokens=8, temperature=0)
+    assert len(list(generate_ids(bf16, [3, 4, 5], cfg, eos_id=-1))) == 8
