@@ -222,3 +222,104 @@ def test_two_process_ddp_on_cpu(tiny_corpus, tiny_tokenizer, tmp_path):
     assert tokens_per_step[:2] == [2 * 4 * 32, 2 * 2 * 4 * 32]  # both ranks' batches count
     AutoModelForCausalLM.from_pretrained(run / "model")
     assert train(resume=run, log=quiet)["step"] == 6  # a 2-process checkpoint resumes in one process
+
+
+def test_signals_stop_after_the_step_and_a_second_one_aborts(tiny_corpus, tiny_tokenizer, tmp_path):
+    """SIGTERM/SIGINT (kill, Ctrl-C, the job registry's Stop) finish the step, checkpoint and stop; a second
+    signal aborts at once (run.json "interrupted"), and the last checkpoint still resumes."""
+    run = tmp_path / "run"
+
+    def term_at_3(msg):
+        if msg.startswith("step 3/"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    info = train(cfg(tiny_corpus, tiny_tokenizer, run), log=term_at_3)
+    assert info["status"] == "stopped" and info["step"] == 3 and C.latest_checkpoint(run).name == "step_0000003"
+    assert json.loads((run / "run.json").read_text())["status"] == "stopped"
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers are restored
+
+    def int_twice_at_5(msg):
+        if msg.startswith("step 5/"):
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(resume=run, log=int_twice_at_5)
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert C.latest_checkpoint(run).name == "step_0000003"
+    assert train(resume=run, log=quiet)["status"] == "completed"
+
+
+def test_extend_a_finished_run(tiny_corpus, tiny_tokenizer, tmp_path):
+    run = tmp_path / "run"
+    train(cfg(tiny_corpus, tiny_tokenizer, run, max_steps=6), log=quiet)
+    with pytest.raises(ValueError, match="extend_to=6 must be an integer greater than the run's max_steps=6"):
+        train(resume=run, extend_to=6, log=quiet)
+    with pytest.raises(ValueError, match="extend_to needs resume"):
+        train(cfg(tiny_corpus, tiny_tokenizer, tmp_path / "x"), extend_to=9, log=quiet)
+    info = train(resume=run, extend_to=9, max_steps_this_call=1, log=quiet)
+    assert info["status"] == "paused" and info["step"] == 7
+    saved = json.loads((run / "run.json").read_text())
+    assert saved["config"]["max_steps"] == 9 and [(e["from_max_steps"], e["to_max_steps"])
+                                                   for e in saved["extensions"]] == [(6, 9)]
+    info = train(resume=run, log=quiet)  # a plain resume goes on to the extended end
+    assert info["status"] == "completed" and info["step"] == 9
+    assert [s for s, _ in _train_losses(run)] == list(range(1, 10))
+
+
+def test_cli_resume_refuses_other_flags_and_extends(tiny_corpus, tiny_tokenizer, tmp_path, capsys):
+    import cli
+
+    run = tmp_path / "run"
+    train(cfg(tiny_corpus, tiny_tokenizer, run, max_steps=4, checkpoint_every=2), log=quiet)
+    assert cli.main(["train", "--resume", str(run), "--lr", "0.1", "--max-steps", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-steps, --lr cannot be given with it" in err and "--extend-to N" in err
+    assert cli.main(["train", "--preset", "tiny", "--extend-to", "8"]) == 2
+    assert "--extend-to N needs --resume RUN" in capsys.readouterr().err
+    assert cli.main(["train", "--resume", str(run), "--extend-to", "6"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out[out.index("{"):])["step"] == 6
+
+
+def test_cli_progress_bar(tmp_path):
+    import io
+
+    import cli
+
+    f = io.StringIO()
+    log, progress, close = cli.train_bar(file=f, disable=False)
+    log("before the bar")
+    for step in (4, 5, 6):
+        progress({"step": step, "total": 10, "tokens": step * 128, "tokens_per_s": 1234.5, "eta_s": 3.0})
+    log("above the bar")
+    close()
+    text = f.getvalue()
+    assert text.startswith("before the bar\n") and "above the bar" in text
+    assert "6/10" in text and "1,234 tok/s" in text and "train:  60%" in text
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_cli_train_checkpoints_marks_stopped_and_exits_0(tiny_corpus, tiny_tokenizer, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "cli.py"), "train", "--preset", "tiny", "--corpus", str(tiny_corpus),
+           "--tokenizer", str(tiny_tokenizer), "--out", str(run), "--n-ctx", "32", "--batch-size", "4",
+           "--max-steps", "50", "--eval-every", "25", "--eval-tokens", "512", "--log-every", "1",
+           "--checkpoint-every", "25"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    err = []
+    for line in proc.stderr:
+        err.append(line)
+        if line.startswith("step 2/50"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out, rest = proc.communicate(timeout=300)
+    assert proc.returncode == 0, "".join(err) + rest
+    assert "SIGINT: stopping after this step" in rest and "Traceback" not in rest
+    info = json.loads(out)
+    step = info["step"]
+    assert info["status"] == "stopped" and 2 <= step <= 3
+    assert json.loads((run / "run.json").read_text())["status"] == "stopped"
+    assert C.latest_checkpoint(run).name == f"step_{step:07d}"

@@ -10,6 +10,7 @@ Layout of a run folder:
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -72,8 +73,10 @@ def save_checkpoint(accelerator, run: Path, state: dict, keep_last: int) -> Path
         if accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
         last = latest_checkpoint(run)
+        full = isinstance(e, OSError) and e.errno == errno.ENOSPC
         raise TrainingError(f"writing the checkpoint for step {state['step']} failed ({type(e).__name__}: {e}); "
-                            f"the last good checkpoint is {last or 'none'}") from e
+                            + ("the disk is full: free some space, then resume; " if full else "")
+                            + f"the last good checkpoint is {last or 'none'}") from e
     accelerator.wait_for_everyone()
     return final
 

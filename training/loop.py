@@ -1,16 +1,21 @@
-"""The training loop (accelerate): one function, `train`, for a fresh run or `resume`.
+"""The training loop (accelerate): one function, `train`, for a fresh run, `resume` or `extend_to`.
 
 CPU (fp32), one GPU (bf16 autocast + TF32) or many processes (DDP; `accelerate launch`) run the same code.
 Batches are a pure function of (seed, step, micro-step, rank), and the optimizer, scheduler and RNG states
 come back from the checkpoint, so a resumed run continues exactly where the saved one was.
+
+Stopping is cooperative: a stop_event, a STOP file in the run folder, or the first SIGINT/SIGTERM (Ctrl-C,
+`kill`, the job registry's Stop) lets the current step finish, checkpoints, marks run.json "stopped" and
+returns; a second signal aborts at once (run.json "interrupted"; the last checkpoint still resumes).
 """
 from __future__ import annotations
 
 import json
 import math
+import signal
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +27,7 @@ from accelerate.utils import set_seed
 from engine.model import build_model, count_params, flops_per_token, model_config
 from engine.tokenizer import EOT, load_tokenizer, tokenizer_hash
 from training import checkpoints as C
-from engine.scoring import score_windows, summarize, token_byte_lengths, window_starts
+from engine.scoring import era_windows, score_windows, summarize, token_byte_lengths, window_starts
 from training.tokens import batch_generator, load_tokens, prepare_tokens, sample_batch
 from training.train_config import TrainConfig
 
@@ -54,10 +59,12 @@ CENTURIES = [f"{c}s" for c in range(1400, 1900, 100)]
 
 
 def evaluate(model, data, ctx: int, max_tokens: int, token_bytes: torch.Tensor, accelerator) -> dict:
-    """Validation loss, perplexity, bits per byte and loss per century over fixed windows (split by rank)."""
+    """Validation loss, perplexity, bits per byte and loss per century over fixed windows (split by rank),
+    each with its document's era token at position 0, as in training and generation."""
     starts = window_starts(len(data.validation), ctx, max_tokens)[accelerator.process_index::accelerator.num_processes]
     century = (np.asarray(data.validation_decade, dtype=np.int64) // 100 - 14).clip(0, len(CENTURIES) - 1)
-    sums = score_windows(model, data.validation, century, starts, ctx, token_bytes, len(CENTURIES),
+    tokens, century, starts = era_windows(data.validation, century, data.validation_docs, starts, ctx)
+    sums = score_windows(model, tokens, century, starts, ctx, token_bytes, len(CENTURIES),
                          accelerator.autocast, accelerator.device)
     r = summarize(accelerator.reduce(sums, reduction="sum").cpu(), CENTURIES, prefix="val_")
     r["val_loss_per_century"] = {k: v["loss"] for k, v in r.pop("groups").items()}
@@ -83,11 +90,17 @@ def _mfu(model_cfg, tokens_per_s: float) -> float | None:
 
 
 def train(cfg: TrainConfig | None = None, resume: str | Path | None = None, max_steps_this_call: int | None = None,
-          stop_event: threading.Event | None = None, log=print) -> dict:
+          stop_event: threading.Event | None = None, log=print, extend_to: int | None = None,
+          progress=lambda p: None) -> dict:
     """Train a fresh run (cfg) or continue one (resume=run folder). Returns the final run.json dict.
 
-    Stops early and checkpoints after max_steps_this_call steps, when stop_event is set, or when a file
-    named STOP appears in the run folder."""
+    extend_to (with resume): continue the run, finished or not, to this many steps in all; the cosine schedule
+    is stretched to the new end from the checkpoint on (run.json records the change under "extensions").
+    Stops early and checkpoints after max_steps_this_call steps, when stop_event is set, when a file
+    named STOP appears in the run folder, or on SIGINT/SIGTERM (see the module docstring).
+    progress(dict) is called on the main process after every step: step, total, tokens, tokens_per_s, eta_s."""
+    if extend_to is not None and resume is None:
+        raise ValueError("extend_to needs resume=RUN_FOLDER (it continues an existing run)")
     if resume is not None:
         run = Path(resume)
         if not (run / "run.json").exists():
@@ -97,6 +110,8 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None, max_
         ckpt = C.latest_checkpoint(run)
         if ckpt is None:
             raise C.TrainingError(f"{run} has no complete checkpoint to resume from (checkpoints/step_*/ is empty)")
+        if extend_to is not None:
+            cfg = _extended(cfg, extend_to, info)
     else:
         if cfg is None:
             raise ValueError("train() needs a TrainConfig or resume=RUN_FOLDER")
@@ -138,7 +153,13 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None, max_
         state = json.loads((ckpt / "trainer_state.json").read_text())
         if accelerator.is_main_process:
             C.truncate_metrics(run, state["step"])
-        log(f"resumed {run} at step {state['step']} from {ckpt.name}")
+            # run.json says "running" while it runs (a resumed run kept its old "stopped"/"paused" before), and
+            # an extension's new max_steps is saved before the first step so that a kill resumes to it
+            info.update(status="running", config=cfg.to_dict())
+            info.pop("error", None)
+            C.write_json_atomic(run / "run.json", info)
+        log(f"resumed {run} at step {state['step']} from {ckpt.name}"
+            + (f", extending to {cfg.max_steps} steps" if extend_to is not None else ""))
     else:
         state = {"step": 0, "tokens": 0, "val_loss": None}
         info = {"config": cfg.to_dict(), "model": asdict(mcfg), "params": count_params(mcfg),
@@ -163,13 +184,17 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None, max_
 
     start_step, step = state["step"], state["step"]
     status, t_last, tok_last = "completed", time.time(), state["tokens"]
+    t_call, tok_call = t_last, tok_last
     tokens_per_step = cfg.batch_size * mcfg.n_ctx * cfg.grad_accum * accelerator.num_processes
+    stop_event = stop_event or threading.Event()
+    restore_signals = _stop_on_signals(stop_event, log)
     try:
         train_model.train()
         while step < cfg.max_steps:
             for micro in range(cfg.grad_accum):
-                x, y = sample_batch(data.train, cfg.batch_size, mcfg.n_ctx,
-                                    batch_generator(cfg.seed, step, micro, accelerator.process_index))
+                x, y = sample_batch(data, cfg.batch_size, mcfg.n_ctx,
+                                    batch_generator(cfg.seed, step, micro, accelerator.process_index),
+                                    decade_power=cfg.decade_power)
                 x, y = x.to(accelerator.device), y.to(accelerator.device)
                 sync = micro == cfg.grad_accum - 1
                 with accelerator.no_sync(train_model) if not sync else _null(), accelerator.autocast():
@@ -207,18 +232,67 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None, max_
                     C.append_metrics(run, {"step": step, "kind": "eval", **ev})
                     log(f"step {step} val loss {ev['val_loss']:.4f} bpb {ev['val_bpb']:.4f}")
                 accelerator.log({k: v for k, v in ev.items() if isinstance(v, (int, float))}, step=step)
-            stop = (stop_event is not None and stop_event.is_set()) or (run / "STOP").exists()
+            stop = _agreed(accelerator, stop_event.is_set() or (run / "STOP").exists())
             paused = max_steps_this_call is not None and step - start_step >= max_steps_this_call
+            if accelerator.is_main_process:
+                rate = (state["tokens"] - tok_call) / max(time.time() - t_call, 1e-9)
+                progress({"step": step, "total": cfg.max_steps, "tokens": state["tokens"],
+                          "tokens_per_s": round(rate, 1),
+                          "eta_s": round((cfg.max_steps - step) * tokens_per_step / rate, 1) if rate else None})
             if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stop or paused:
                 C.save_checkpoint(accelerator, run, dict(state), cfg.keep_last)
-            if stop or paused:
+            if (stop or paused) and step < cfg.max_steps:
                 status = "stopped" if stop else "paused"
                 break
-    except C.TrainingError:
+    except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint now; the last one resumes
+        _finish(accelerator, run, info, status="interrupted", step=step)
+        raise
+    except Exception as e:
+        info["error"] = f"{type(e).__name__}: {e}"
         _finish(accelerator, run, info, status="failed", step=step)
         raise
+    finally:
+        restore_signals()
     return _finish(accelerator, run, info, status=status, step=step, model=model, tokenizer_dir=cfg.tokenizer,
                    log=log)
+
+
+def _extended(cfg: TrainConfig, extend_to, info: dict) -> TrainConfig:
+    """The run's config with max_steps raised to extend_to, recorded in info["extensions"]."""
+    if isinstance(extend_to, bool) or not isinstance(extend_to, int) or extend_to <= cfg.max_steps:
+        raise ValueError(f"extend_to={extend_to!r} must be an integer greater than the run's max_steps="
+                         f"{cfg.max_steps} (it continues the run to more steps)")
+    info.setdefault("extensions", []).append({"from_max_steps": cfg.max_steps, "to_max_steps": extend_to,
+                                              "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    return replace(cfg, max_steps=extend_to)
+
+
+def _agreed(accelerator, flag: bool) -> bool:
+    """One stop decision for all processes: a signal or the STOP file may reach the ranks at different steps,
+    and a rank that breaks alone would leave the others waiting in the next collective."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), reduction="sum").item())
+
+
+def _stop_on_signals(event: threading.Event, log):
+    """Install SIGINT/SIGTERM handlers that set `event` (the loop then checkpoints and stops after the current
+    step); a second signal raises KeyboardInterrupt. Returns the function restoring the previous handlers.
+    Signal handlers can only be set in the main thread: elsewhere (a UI worker thread) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    before = {s: signal.getsignal(s) for s in sigs}
+
+    def handler(signum, frame):
+        if event.is_set():
+            raise KeyboardInterrupt
+        event.set()
+        log(f"{signal.Signals(signum).name}: stopping after this step (checkpoint first); send it again to abort")
+
+    for s in sigs:
+        signal.signal(s, handler)
+    return lambda: [signal.signal(s, h) for s, h in before.items()]
 
 
 class _null:
