@@ -5,16 +5,26 @@ quick reachability check (`hub_available`) for tests and the UI.
 
 All transfers go through `huggingface_hub.snapshot_download` (cache layout, resumable blobs, refs, offline
 fallback); this module only chooses the files, the token and the endpoint, and words the errors.
+
+Publishing (engine/publish.py stages the folder; the network part is here): `resolve_token` picks the token
+(argument > HF_TOKEN > the Space visitor's OAuth token), `check_write_access` validates it once per token with a
+cached `whoami` and checks that it may write to the repo's namespace before any work starts, and
+`upload_folder_commit` creates the repo and pushes the staged folder as ONE commit, retrying transient failures.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import httpx2
-from huggingface_hub import constants, get_cached_repo_tree, snapshot_download
+from huggingface_hub import CommitOperationAdd, HfApi, constants, get_cached_repo_tree, snapshot_download
 from huggingface_hub.errors import (
     CachedRepoTreeNotFoundError,
     FileMetadataError,
@@ -234,3 +244,214 @@ def hub_unavailable_reason(endpoint: str | None = None) -> str | None:
 def hub_available(endpoint: str | None = None) -> bool:
     """True only when HF_HUB_OFFLINE is not set and a HEAD to the Hub endpoint succeeds within 2 s."""
     return hub_unavailable_reason(endpoint) is None
+
+
+# ---------------------------------------------------------------------------------------------- publishing
+
+TOKENS_PAGE = "https://huggingface.co/settings/tokens"
+# Organisation roles that may create and push model repos (Hub docs, "Organization roles": read < contributor
+# < write < admin; contributors create repos and write to the ones they created).
+WRITE_ORG_ROLES = ("contributor", "write", "admin")
+# OAuth scopes a Space's "Sign in with Hugging Face" must request (README `hf_oauth_scopes`) to push to an
+# existing repo (write-repos) and to create one (manage-repos).
+OAUTH_WRITE_SCOPES = ("write-repos", "manage-repos")
+# The status codes huggingface_hub's own http_backoff treats as transient (utils/_http.py, 2.4.0).
+TRANSIENT_STATUS = (408, 429, 500, 502, 503, 504)
+
+
+class HubAuthError(HubError):
+    """A token that is missing, rejected, or lacks the role/scope an action needs; raised before any work."""
+
+
+@dataclass(frozen=True)
+class HubToken:
+    """A token and where it came from. repr() never shows the value."""
+    value: str = field(repr=False)
+    source: str  # "argument" | "HF_TOKEN" | "Hugging Face sign-in"
+    scopes: tuple[str, ...] | None = None  # OAuth scopes, when the sign-in reported them
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What whoami says about a token (never the token itself)."""
+    name: str
+    kind: str  # "access_token" | "oauth"
+    role: str | None  # "read" | "write" | "fineGrained" (access tokens)
+    orgs: dict[str, str]  # organisation name -> this account's role in it
+    scoped: dict[str, tuple[str, ...]]  # fine-grained: entity name (user, org or repo id) -> permissions
+    scopes: tuple[str, ...] | None  # OAuth scopes
+
+
+_WHOAMI: dict[tuple[str, str], Identity] = {}
+_WHOAMI_LOCK = threading.Lock()
+
+
+def resolve_token(token: str | None = None, oauth_token=None, env_token: bool = True) -> HubToken:
+    """The token to publish with: the argument, else HF_TOKEN, else the OAuth token of a signed-in Space visitor
+    (any object with `.token` and optionally `.scope`, e.g. gradio's OAuthToken, or a plain string).
+    env_token=False skips HF_TOKEN: on a Space it is the owner's secret, not the visitor's (ui/publish_tab.py)."""
+    if token:
+        return HubToken(str(token), "argument")
+    if env_token and os.environ.get("HF_TOKEN"):
+        return HubToken(os.environ["HF_TOKEN"], "HF_TOKEN")
+    if oauth_token is not None:
+        value = oauth_token if isinstance(oauth_token, str) else getattr(oauth_token, "token", None)
+        scope = None if isinstance(oauth_token, str) else getattr(oauth_token, "scope", None)
+        if value:
+            return HubToken(value, "Hugging Face sign-in", tuple(scope.split()) if scope else None)
+    raise HubAuthError("publishing needs a Hugging Face token with the 'write' role: pass token=, set HF_TOKEN, or "
+                       f"sign in with Hugging Face (create one at {TOKENS_PAGE})")
+
+
+def _identity(info: dict, tok: HubToken) -> Identity:
+    auth = info.get("auth") or {}
+    access = auth.get("accessToken") or {}
+    scoped = {}
+    for s in (access.get("fineGrained") or {}).get("scoped") or []:
+        entity = s.get("entity") or {}
+        if entity.get("name"):
+            scoped[entity["name"]] = tuple(s.get("permissions") or ())
+    scope = auth.get("scope")
+    scopes = tok.scopes or (tuple(scope.split()) if isinstance(scope, str) else None)
+    return Identity(name=info.get("name", ""), kind=auth.get("type") or "access_token", role=access.get("role"),
+                    orgs={o["name"]: o.get("roleInOrg") or "read" for o in info.get("orgs") or [] if o.get("name")},
+                    scoped=scoped, scopes=scopes)
+
+
+def whoami(tok: HubToken, endpoint: str | None = None) -> Identity:
+    """whoami for this token, asked once per (endpoint, token) per process (the endpoint is rate-limited);
+    the cache is keyed by the token's sha256, not the token."""
+    url = _endpoint(endpoint)
+    key = (url, hashlib.sha256(tok.value.encode()).hexdigest())
+    with _WHOAMI_LOCK:
+        if key in _WHOAMI:
+            return _WHOAMI[key]
+    try:
+        info = HfApi(endpoint=url).whoami(token=tok.value)
+    except HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else None
+        if status == 401:
+            raise HubAuthError(f"the token from {tok.source} was rejected by {url} (HTTP 401: invalid, expired or "
+                               f"revoked); create a token with the 'write' role at {TOKENS_PAGE}") from None
+        raise HubError(f"could not check the token from {tok.source} at {url} [{_describe(e, tok.value)}]") from None
+    except (httpx2.HTTPError, OSError) as e:
+        raise HubError(f"could not check the token from {tok.source}: the Hub at {url} could not be reached "
+                       f"[{_describe(e, tok.value)}]") from None
+    ident = _identity(info, tok)
+    with _WHOAMI_LOCK:
+        _WHOAMI[key] = ident
+    return ident
+
+
+def _write_problem(ident: Identity, repo_id: str) -> str | None:
+    """Why this identity cannot create/push repo_id, or None."""
+    ns = repo_id.split("/")[0]
+    if ns != ident.name and ns not in ident.orgs:
+        return f"account {ident.name!r} is not a member of organisation {ns!r}"
+    if ns in ident.orgs and ident.orgs[ns] not in WRITE_ORG_ROLES:
+        return (f"account {ident.name!r} has the role {ident.orgs[ns]!r} in organisation {ns!r}; creating and "
+                f"pushing repos needs one of {', '.join(WRITE_ORG_ROLES)}")
+    if ident.kind == "oauth":
+        if ident.scopes is None:
+            return ("the sign-in did not report its OAuth scopes; the Space must request hf_oauth_scopes "
+                    f"{' and '.join(OAUTH_WRITE_SCOPES)}")
+        missing = [s for s in OAUTH_WRITE_SCOPES if s not in ident.scopes]
+        return f"the sign-in lacks the OAuth scope(s) {', '.join(missing)} (granted: {' '.join(ident.scopes)})" \
+            if missing else None
+    if ident.role == "write":
+        return None
+    if ident.role == "fineGrained":
+        if "repo.write" in ident.scoped.get(ns, ()) or "repo.write" in ident.scoped.get(repo_id, ()):
+            return None
+        return (f"the fine-grained token lacks the permission 'repo.write' on {ns!r} (its scoped permissions: "
+                f"{ {k: list(v) for k, v in ident.scoped.items()} or 'none'})")
+    return f"the token has the role {ident.role!r}; publishing needs the 'write' role (or fine-grained 'repo.write')"
+
+
+def check_write_access(repo_id: str, token: str | None = None, oauth_token=None,
+                       endpoint: str | None = None, env_token: bool = True) -> HubToken:
+    """Resolve the token and make sure it may create and push `repo_id`, before any staging or heavy work.
+    Raises ValueError for a malformed repo_id, HubAuthError naming the missing role/scope/permission."""
+    _check_args(repo_id, None)
+    tok = resolve_token(token, oauth_token, env_token)
+    ident = whoami(tok, endpoint)
+    if problem := _write_problem(ident, repo_id):
+        raise HubAuthError(_redact(f"cannot publish to {repo_id!r} with the token from {tok.source}: {problem}",
+                                   tok.value))
+    logger.info("hub: token from %s may write to %s (account %s)", tok.source, repo_id, ident.name)
+    return tok
+
+
+def _transient(e: BaseException) -> bool:
+    if isinstance(e, HfHubHTTPError):
+        return e.response is not None and e.response.status_code in TRANSIENT_STATUS
+    return isinstance(e, (httpx2.TransportError, ConnectionError))
+
+
+def _wait_s(e: BaseException, attempt: int, backoff_s: float) -> float:
+    """Retry-After when the Hub sends one (429), else exponential backoff, capped at 60 s."""
+    resp = getattr(e, "response", None)
+    after = resp.headers.get("Retry-After") if resp is not None else None
+    if after and after.strip().isdigit():
+        return min(float(after), 60.0)
+    return min(backoff_s * 2 ** attempt, 60.0)
+
+
+def upload_folder_commit(folder: str | Path, repo_id: str, tok: HubToken, *, commit_message: str, private: bool = False,
+                         revision: str | None = None, endpoint: str | None = None, retries: int = 4,
+                         backoff_s: float = 2.0, sleep: Callable[[float], None] = time.sleep,
+                         repo_type: str = "model", space_sdk: str | None = None) -> str:
+    """Create `repo_id` (exist_ok) and push every file of `folder` in ONE commit; return the commit URL.
+    repo_type "space" (engine/space.py) creates a Space with `space_sdk` (e.g. "gradio").
+
+    `create_commit` with one CommitOperationAdd per file, not `upload_folder`: with hf_xet installed (the
+    default since huggingface_hub 1.x) upload_folder runs a pipelined upload that may split a folder into several
+    commits ("(part N)", hf_api.py 2.4.0); one create_commit uploads every blob first and then makes a single
+    commit, so a failure leaves the repo's history untouched. A transient failure (429, 5xx, connection) retries
+    the whole attempt `retries` times with backoff; blobs already uploaded are deduplicated by the Hub."""
+    _check_args(repo_id, revision)
+    url = _endpoint(endpoint)
+    api = HfApi(endpoint=url, token=tok.value)
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
+    where = f"{repo_id!r} (revision {revision or constants.DEFAULT_REVISION!r})"
+    for attempt in range(retries + 1):
+        try:
+            api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
+            if revision and revision != constants.DEFAULT_REVISION:
+                api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type=repo_type)
+            ops = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
+                   for p in files]
+            info = api.create_commit(repo_id, ops, commit_message=commit_message, revision=revision,
+                                     repo_type=repo_type)
+            logger.info("hub: pushed %d files to %s in one commit", len(files), where)
+            return str(info.commit_url)
+        except (HfHubHTTPError, httpx2.HTTPError, ConnectionError) as e:
+            if _transient(e) and attempt < retries:
+                wait = _wait_s(e, attempt, backoff_s)
+                logger.warning("hub: %s; retry %d/%d in %.1f s", _describe(e, tok.value), attempt + 1, retries, wait)
+                sleep(wait)
+                continue
+            status = getattr(getattr(e, "response", None), "status_code", None)
+            if status in (401, 403):
+                msg = (f"the Hub at {url} refused to create or push {where} with the token from {tok.source} "
+                       f"(HTTP {status}): the token needs the 'write' role on {repo_id.split('/')[0]!r}")
+            else:
+                tries = f" after {attempt + 1} attempts" if attempt else ""
+                msg = f"publishing {where} to {url} failed{tries}; nothing was committed"
+            raise HubError(_redact(f"{msg} [{_describe(e, tok.value)}]", tok.value)) from None
+    raise AssertionError("unreachable")
+
+
+def request_space_hardware(repo_id: str, tok: HubToken, hardware: str, endpoint: str | None = None) -> str:
+    """Ask the Hub to run Space `repo_id` on `hardware` (e.g. "zero-a10g" for ZeroGPU, which needs a PRO or
+    Enterprise account); returns the hardware the Space reports it will run on. HubError (token redacted) on
+    refusal, e.g. HTTP 402/403 for an account that may not request it."""
+    _check_args(repo_id, None)
+    url = _endpoint(endpoint)
+    try:
+        rt = HfApi(endpoint=url, token=tok.value).request_space_hardware(repo_id, hardware)
+    except (HfHubHTTPError, httpx2.HTTPError) as e:
+        raise HubError(_redact(f"the Hub at {url} refused hardware {hardware!r} for Space {repo_id!r} "
+                               f"(ZeroGPU needs a PRO or Enterprise account) [{_describe(e, tok.value)}]",
+                               tok.value)) from None
+    return str(rt.requested_hardware or rt.hardware or hardware)
