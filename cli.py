@@ -15,7 +15,7 @@ def _corpus_build(a) -> int:
 
     cfg = CorpusConfig(
         manifest=a.manifest, out=a.out, mirror=a.mirror, cache_dir=a.cache_dir, workers=a.workers, tasks=a.tasks,
-        strict=a.strict, val_fraction=a.val_fraction,
+        strict=a.strict, val_fraction=a.val_fraction, test_fraction=a.test_fraction,
         selection=Selection(year_from=a.year_from, year_to=a.year_to, london_only=a.london_only,
                             sources=tuple(a.sources or ())),
     )
@@ -47,22 +47,73 @@ def _tokenizer_train(a) -> int:
     return 0
 
 
+TRAIN_FLAGS = ("preset", "corpus", "tokenizer", "out", "max_steps", "batch_size", "grad_accum", "lr", "n_ctx",
+               "eval_every", "eval_tokens", "log_every", "checkpoint_every", "keep_last", "seed", "compile", "tracker",
+               "warmup_steps", "dropout", "decade_power")
+
+
+def train_bar(file=None, disable=None):
+    """(log, progress, close) for training.loop.train: a tqdm bar on stderr (step/total, tokens/s, ETA; off
+    when stderr is not a terminal, as tqdm decides with disable=None) with log lines printed above it."""
+    from tqdm import tqdm
+
+    file, bar = file or sys.stderr, []
+
+    def progress(p: dict) -> None:
+        if not bar:
+            bar.append(tqdm(total=p["total"], initial=p["step"] - 1, unit="step", file=file, disable=disable,
+                            dynamic_ncols=True, mininterval=0.5, desc="train"))
+        bar[0].total = p["total"]
+        bar[0].set_postfix_str(f"{p['tokens_per_s']:,.0f} tok/s", refresh=False)
+        bar[0].update(p["step"] - bar[0].n)
+
+    def log(msg: str) -> None:
+        (bar[0].write if bar else print)(msg, file=file)
+
+    return log, progress, lambda: bar and bar[0].close()
+
+
 def _train(a) -> int:
     from training.loop import train
     from training.train_config import TrainConfig
 
-    if a.resume:
-        info = train(resume=a.resume, max_steps_this_call=a.max_steps_this_call,
-                     log=lambda m: print(m, file=sys.stderr))
-    else:
-        fields = {k: getattr(a, k) for k in ("preset", "corpus", "tokenizer", "out", "max_steps", "batch_size",
-                                             "grad_accum", "lr", "n_ctx", "eval_every", "eval_tokens", "log_every",
-                                             "checkpoint_every", "keep_last", "seed", "compile", "tracker",
-                                             "warmup_steps", "dropout") if getattr(a, k) is not None}
-        info = train(TrainConfig(**fields), max_steps_this_call=a.max_steps_this_call,
-                     log=lambda m: print(m, file=sys.stderr))
+    if a.extend_to is not None and not a.resume:
+        raise ValueError("--extend-to N needs --resume RUN (it continues an existing run to N steps in all)")
+    log, progress, close = train_bar()
+    try:
+        if a.resume:
+            given = [f"--{k.replace('_', '-')}" for k in TRAIN_FLAGS if getattr(a, k) is not None]
+            if given:  # they used to be dropped silently: the run's own run.json settings apply on resume
+                raise ValueError(f"--resume continues the run with its own settings; {', '.join(given)} cannot be "
+                                 f"given with it (train more steps with --extend-to N)")
+            info = train(resume=a.resume, max_steps_this_call=a.max_steps_this_call, extend_to=a.extend_to, log=log,
+                         progress=progress)
+        else:
+            fields = {k: getattr(a, k) for k in TRAIN_FLAGS if getattr(a, k) is not None}
+            info = train(TrainConfig(**fields), max_steps_this_call=a.max_steps_this_call, log=log, progress=progress)
+    finally:
+        close()
     print(json.dumps({k: info.get(k) for k in ("status", "step", "params", "initial_eval", "final_eval",
                                                "bpb_ratio_vs_untrained")}, indent=1))
+    return 0
+
+
+def _jobs(a) -> int:
+    from training import jobs
+
+    if a.action == "list":
+        rows = jobs.list_jobs(a.root)
+        if a.json:
+            print(json.dumps(rows, indent=1))
+        for r in rows if not a.json else ():
+            frac = "" if r["progress"] is None else f" {r['progress']:.0%}"
+            print(f"{r['id']}  {r['state']:<11}{frac:>5}  {r['out']}" + (f"  ({r['error']})" if r["error"] else ""))
+        return 0
+    if a.action == "extend":
+        print(json.dumps({"id": jobs.extend(a.id, a.to, a.root)}))
+        return 0
+    act = {"status": jobs.status, "stop": jobs.stop, "resume": jobs.resume}[a.action]
+    print(json.dumps(act(a.id, a.root), indent=1, ensure_ascii=False))
     return 0
 
 
@@ -80,8 +131,15 @@ def _generate(a) -> int:
 
     cfg = GenerationConfig(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
                            repetition_penalty=a.repetition_penalty, no_repeat_ngram_size=a.no_repeat_ngram_size,
-                           seed=a.seed, stop=tuple(a.stop or ()), year=a.year, lock_year=a.lock_year)
+                           seed=a.seed, stop=tuple(a.stop or ()), year=a.year, lock_year=a.lock_year,
+                           lock_corpus=a.corpus)
     m = load(a.model, a.revision)
+    if a.lock_year is not None:
+        from engine.timelock import TimeLock  # its tables are cached per (tokenizer, year, corpus): stream() reuses them
+
+        against = f"the first-seen words of {a.corpus}" if a.corpus else "nothing else (no --corpus)"
+        _prepared(f"time lock {a.lock_year}: classifying the vocabulary against the dated lexicon and {against}",
+                  lambda: TimeLock(m.tokenizer, a.lock_year, corpus_dir=a.corpus))
     final = None
     for ev in stream(m.model, m.tokenizer, a.prompt, cfg):
         if isinstance(ev, Finished):
@@ -133,19 +191,47 @@ def _one_or_jsonl(a, name: str, batch, one, needs: tuple[str, ...]) -> int:
     return 0
 
 
+def _prepared(what: str, build) -> None:
+    """Run a first-use table build with a stderr line saying what is built and how long it took (it used to
+    be silent: the first `check` on the full corpus sat for seconds with no output)."""
+    import time
+
+    print(f"{what} ...", file=sys.stderr, flush=True)
+    t0 = time.time()
+    build()
+    print(f"{what}: ready in {time.time() - t0:.1f} s", file=sys.stderr, flush=True)
+
+
 def _check(a) -> int:
     from dataclasses import asdict
 
-    from evals.anachronism import check, check_jsonl
+    from evals.anachronism import CheckConfig, check, check_jsonl
 
-    return _one_or_jsonl(a, "check", check_jsonl, lambda: [asdict(f) for f in check(a.text, a.year)],
-                         ("text", "year"))
+    cfg = CheckConfig(corpus_dir=a.corpus)
+    if (a.jsonl and a.out) or (not a.jsonl and a.text is not None and a.year is not None):  # " " loads every table
+        if a.corpus is None:
+            print("check: no --corpus given: lexicon evidence only (no corpus first-seen years)", file=sys.stderr)
+        _prepared("check: loading the dated lexicon" + (f" and the first-seen words of {a.corpus}'s train split "
+                  "(built and cached on first use)" if a.corpus else ""), lambda: check(" ", 1600, cfg))
+    return _one_or_jsonl(a, "check", lambda i, o: check_jsonl(i, o, cfg),
+                         lambda: [asdict(f) for f in check(a.text, a.year, cfg)], ("text", "year"))
 
 
 def _date(a) -> int:
     from evals.dating import date, date_jsonl
 
-    return _one_or_jsonl(a, "date", date_jsonl, lambda: date(a.text), ("text",))
+    if a.corpus is None and (a.cv or a.jsonl or a.text is not None):
+        raise ValueError("date needs --corpus DIR (a built corpus: the dating model is fitted on its train split)")
+    if a.cv:
+        from evals.dating_cv import cross_validate
+
+        print(json.dumps(cross_validate(a.corpus, folds=a.folds), indent=1))
+        return 0
+    if (a.jsonl and a.out) or (not a.jsonl and a.text is not None):
+        _prepared(f"date: loading the dating model of {a.corpus} (fitted on its train split and cached on first use)",
+                  lambda: date(" ", a.corpus))
+    return _one_or_jsonl(a, "date", lambda i, o: date_jsonl(i, o, a.corpus), lambda: date(a.text, a.corpus),
+                         ("text",))
 
 
 def _eval(a) -> int:
@@ -153,6 +239,54 @@ def _eval(a) -> int:
 
     report = run_suite(a.model, a.suite, corpus_dir=a.corpus, out=a.out, log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(report["summary"], indent=1))
+    return 0
+
+
+def _era_fidelity(a) -> int:
+    from engine.loading import load
+    from evals.probes import era_fidelity
+    from evals.suite import corpus_of
+
+    corpus = a.corpus or corpus_of(a.model)
+    m = load(a.model)
+    r = era_fidelity(m.model, m.tokenizer, a.years, samples=a.samples, max_new_tokens=a.max_new_tokens, seed=a.seed,
+                     corpus_dir=corpus)
+    print(json.dumps(r, indent=1, ensure_ascii=False))
+    return 0
+
+
+def _publish(a) -> int:
+    from engine.publish import publish
+
+    # the token comes from HF_TOKEN (never a command-line flag: it would show in `ps` and shell history)
+    r = publish(a.model, a.repo_id, private=a.private, dry_run_dir=a.dry_run, revision=a.revision, parent=a.parent,
+                eval_report=a.report, corpus_report=a.corpus_report)
+    print(json.dumps({"repo_id": r.repo_id, "revision": r.revision, "files": list(r.files),
+                      "staged_dir": r.staged_dir, "commit_url": r.commit_url}, indent=1))
+    return 0
+
+
+def _space_export(a) -> int:
+    from engine.space import SpaceConfig, export_space
+
+    r = export_space(SpaceConfig(out=a.out, model=a.model, corpus=a.corpus or None, repo_id=a.repo_id))
+    print(json.dumps({k: r[k] for k in ("out", "model", "corpus", "files", "bytes")}))
+    return 0
+
+
+def _space_deploy(a) -> int:
+    from engine.space import deploy_space
+
+    # the token comes from HF_TOKEN, as for publish (a flag would show in `ps` and shell history)
+    print(json.dumps(deploy_space(a.folder, a.repo_id, private=a.private, hardware=a.hardware), indent=1))
+    return 0
+
+
+def _export(a) -> int:
+    from engine.export import export
+
+    out = export(a.model, a.format, a.out, dtype=a.dtype)
+    print(json.dumps({"format": a.format, "out": str(out)}))
     return 0
 
 
@@ -173,7 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sources", nargs="+", metavar="NAME", help="source names (EEBO-TCP, ELTeC-eng, ...) or ids")
     b.add_argument("--workers", type=int, default=2, help="parallel worker processes")
     b.add_argument("--tasks", type=int, default=0, help="datatrove tasks (0: four per worker)")
-    b.add_argument("--val-fraction", type=float, default=0.05, help="validation share per decade")
+    b.add_argument("--val-fraction", type=float, default=0.05,
+                   help="share of whole sources held out for validation (tuning, early stopping), by decade")
+    b.add_argument("--test-fraction", type=float, default=0.05,
+                   help="share of whole sources held out for test (reported figures only), by decade")
     b.add_argument("--strict", action="store_true", help="fail on any per-source error")
     b.set_defaults(func=_corpus_build)
     r = corpus.add_parser("report", help="print a built corpus's report")
@@ -210,9 +347,23 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--checkpoint-every", type=int)
     tr.add_argument("--keep-last", type=int)
     tr.add_argument("--seed", type=int)
+    tr.add_argument("--decade-power", type=float, help="era share of windows ~ tokens^p; 1 uniform (default), 0 equal")
     tr.add_argument("--compile", action="store_true", default=None)
     tr.add_argument("--tracker", choices=["none", "auto", "trackio", "tensorboard"])
+    tr.add_argument("--extend-to", type=int, metavar="N", help="with --resume: continue the run to N steps in all")
     tr.set_defaults(func=_train)
+
+    jb = sub.add_parser("jobs", help="background jobs (the web app's Start/Stop/Resume): list, status, stop, resume")
+    jb.add_argument("--root", help="job registry folder (default: $ANNO_JOBS_DIR or runs/jobs)")
+    ja = jb.add_subparsers(dest="action", required=True)
+    ja.add_parser("list", help="every job, newest first").add_argument("--json", action="store_true")
+    for name, text in (("status", "state, progress, metrics, log tail (JSON)"), ("stop", "stop a job (training "
+                       "checkpoints first)"), ("resume", "resume a stopped, interrupted or failed job")):
+        ja.add_parser(name, help=text).add_argument("id", help="job id")
+    je = ja.add_parser("extend", help="continue a training job or run folder to more steps")
+    je.add_argument("id", help="job id or run folder")
+    je.add_argument("--to", type=int, required=True, metavar="N", help="steps in all")
+    jb.set_defaults(func=_jobs)
 
     g = sub.add_parser("generate", help="generate text from a model (run folder, model folder or Hub id)")
     g.add_argument("--model", required=True)
@@ -220,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prompt", default="")
     g.add_argument("--year", type=int, help="era conditioning: the decade token of this year goes first")
     g.add_argument("--lock-year", type=int, help="time lock: forbid words first attested after this year")
+    g.add_argument("--corpus", help="built corpus whose first-seen words the time lock bans too (default: lexicon only)")
     g.add_argument("--max-new-tokens", type=int, default=100)
     g.add_argument("--temperature", type=float, default=0.8)
     g.add_argument("--top-k", type=int, default=50)
@@ -236,11 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--year", type=int)
     c.add_argument("--jsonl", help='input lines {"id", "text", "year"}')
     c.add_argument("--out", help='output lines {"id", "findings": [...]} (with --jsonl)')
+    c.add_argument("--corpus", help="built corpus whose train split gives first-seen evidence (default: lexicon only)")
     c.set_defaults(func=_check)
     d = sub.add_parser("date", help="estimate the year of a passage, with an interval (JSON)")
     d.add_argument("--text")
     d.add_argument("--jsonl", help='input lines {"id", "text"}')
     d.add_argument("--out", help='output lines {"id", "year", "low", "high"} (with --jsonl)')
+    d.add_argument("--corpus", help="built corpus the dating model is fitted on (required)")
+    d.add_argument("--cv", action="store_true", help="cross-validate the dater on --corpus (author-disjoint folds)")
+    d.add_argument("--folds", type=int, default=10, help="folds for --cv")
     d.set_defaults(func=_date)
     e = sub.add_parser("eval", help="run an evaluation suite on a model; JSON + Markdown report")
     e.add_argument("--model", required=True)
@@ -248,6 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--corpus", help="corpus folder (default: the run's corpus)")
     e.add_argument("--out", default="report.json")
     e.set_defaults(func=_eval)
+    ef = sub.add_parser("era-fidelity", help="generate from era tokens alone and date the text (JSON: mae_years)")
+    ef.add_argument("--model", required=True, help="run folder, model folder or Hub id")
+    ef.add_argument("--years", type=int, nargs="+", default=[1550, 1650, 1750, 1840], metavar="YEAR")
+    ef.add_argument("--samples", type=int, default=6, help="generations per year")
+    ef.add_argument("--max-new-tokens", type=int, default=150)
+    ef.add_argument("--seed", type=int, default=0, help="sample i of every year uses seed + i")
+    ef.add_argument("--corpus", help="corpus whose dating model judges the text (default: the run's corpus)")
+    ef.set_defaults(func=_era_fidelity)
 
     imp = sub.add_parser("import-checkpoint", help="convert a nanoGPT/helloLondon .pt checkpoint to Hub format")
     imp.add_argument("file")
@@ -263,6 +427,41 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--corpus", help="corpus whose validation documents score perplexity (default: the run's)")
     q.add_argument("--eval-docs", type=int, default=20, help="validation documents for perplexity (0: skip)")
     q.set_defaults(func=_quantize)
+
+    pub = sub.add_parser("publish", help="publish a run/model/quantized folder to the Hub with its model card "
+                                         "(token: HF_TOKEN)")
+    pub.add_argument("--model", required=True, help="run folder, model folder or quantized folder")
+    pub.add_argument("--repo-id", required=True, help="owner/name of the Hub model repo")
+    pub.add_argument("--private", action="store_true", help="create the repo private")
+    pub.add_argument("--revision", help="push to this branch (created if needed) instead of main")
+    pub.add_argument("--parent", help="repo id of the fp32 model a quantized folder comes from (linked on the card)")
+    pub.add_argument("--report", help="evaluation report (default: report.json in the run folder, if any)")
+    pub.add_argument("--corpus-report", help="corpus report.json (default: the run's corpus)")
+    pub.add_argument("--dry-run", metavar="STAGE_DIR", help="write the staged files here; upload nothing")
+    pub.set_defaults(func=_publish)
+
+    sp = sub.add_parser("space", help="the app as a Hugging Face Space: export a folder, deploy it (token: HF_TOKEN)"
+                        ).add_subparsers(dest="action", required=True)
+    se = sp.add_parser("export", help="write a deployable Space folder (front matter, requirements, app, model)")
+    se.add_argument("--out", required=True, help="Space folder to write (replaced atomically)")
+    se.add_argument("--model", default="runs/tiny", help="run/model folder to bundle, or a Hub id to preload "
+                                                         "(default runs/tiny, the demo model)")
+    se.add_argument("--corpus", help="built corpus to bundle for checks and dating (default: none, lexicon-only)")
+    se.add_argument("--repo-id", help="the Space's id, if known (names the bundled model's card)")
+    se.set_defaults(func=_space_export)
+    sd = sp.add_parser("deploy", help="upload an exported Space folder as a gradio Space repo")
+    sd.add_argument("--repo-id", required=True, help="owner/name of the Space")
+    sd.add_argument("--folder", default="data/space", help="the exported folder (default data/space)")
+    sd.add_argument("--private", action="store_true", help="create the Space private")
+    sd.add_argument("--hardware", help="also request this hardware, e.g. zero-a10g (ZeroGPU: PRO/Enterprise only)")
+    sd.set_defaults(func=_space_deploy)
+
+    ex = sub.add_parser("export", help="export a model for other runtimes: GGUF (llama.cpp) or CTranslate2")
+    ex.add_argument("--model", required=True, help="fp32 run folder or model folder")
+    ex.add_argument("--format", required=True, choices=["gguf", "ct2"])
+    ex.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    ex.add_argument("--dtype", default="f32", help="gguf: f32 | f16; ct2: f32 | int8")
+    ex.set_defaults(func=_export)
     return p
 
 

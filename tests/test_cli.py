@@ -54,3 +54,11 @@ def test_check_and_date_one_text_or_jsonl(tmp_path, capsys):
     assert cli.main(["check", "--text", "x"]) == 2 and "needs --year" in capsys.readouterr().err
     assert cli.main(["check", "--jsonl", str(src)]) == 2 and "needs --out OUT" in capsys.readouterr().err
     assert cli.main(["date"]) == 2 and "needs --text" in capsys.readouterr().err
+
+
+def test_first_check_and_date_say_what_they_build(capsys):
+    assert cli.main(["check", "--year", "1600", "--text", "A telegram."]) == 0
+    err = capsys.readouterr().err
+    assert "check: loading the dated lexicon ...\n" in err and "check: loading the dated lexicon: ready in" in err
+    assert cli.main(["check", "--text", "x"]) == 2  # bad input: the error, and no table build before it
+    assert "loading" not in capsys.readouterr().err

@@ -206,3 +206,31 @@ def _text(record: dict, reader: _Reader, cfg: ExtractConfig) -> list[tuple[str, 
 _HANDLERS = {"tcp-tei": _tei, "eltec-tei": _tei, "standardebooks-xhtml": _se, "nltk-bosak-xml": _nltk,
              "text": _text}
 assert set(_HANDLERS) == set(FORMATS), "extract handlers and training.manifest.FORMATS disagree"
+
+
+UPLOAD_SUFFIXES = {".txt": "text", ".md": "text", ".xml": "tcp-tei", ".tei": "tcp-tei"}
+MAX_UPLOAD_BYTES = 20 << 20  # 20 MB: the largest TCP file in the mirror is ~6 MB
+
+
+def read_upload(path: str | Path) -> str:
+    """A user's file (.txt, .md, or TEI .xml) as the corpus reads it: the same extractor and cleaning
+    (training/clean.py) as a corpus build, divisions joined by blank lines. Raises ValueError with a clear
+    message for a missing, oversized, binary, malformed or unsupported file."""
+    from training.clean import clean_text
+
+    p = Path(path)
+    fmt = UPLOAD_SUFFIXES.get(p.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"file {p.name!r}: unsupported type; upload a .txt, .md or TEI .xml file")
+    try:
+        size = p.stat().st_size
+    except OSError as e:
+        raise ValueError(f"file {p.name!r}: cannot read it ({e.strerror or e})") from None
+    if size > MAX_UPLOAD_BYTES:
+        raise ValueError(f"file {p.name!r} is {size / 2**20:.1f} MB: the limit is {MAX_UPLOAD_BYTES >> 20} MB")
+    record = {"id": p.name, "format": fmt, "files": [{"path": p.name}]}
+    try:
+        divisions = extract(record, {p.name: p})
+    except SourceError as e:
+        raise ValueError(f"file {p.name!r}: {e.message}") from None
+    return "\n\n".join(t for t in (clean_text(d.text) for d in divisions) if t.strip())

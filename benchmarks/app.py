@@ -1,0 +1,134 @@
+"""Web-app serving benchmark: time to the first streamed chunk through gradio_client vs the engine's own stream
+(target: app <= engine + 100 ms), and the aggregate tokens/s of 1, 4 and 8 concurrent API clients (target: 4
+clients >= 2x one client on the demo model). The app is the real one (app.build_app) on a free 127.0.0.1 port.
+
+    python benchmarks/app.py [--model runs/tiny] [--corpus data/corpus] [--tokens 96] [--rounds 3]
+
+Prints one JSON line per measurement and a last line with `ratios`. Tokens are counted by re-encoding each
+client's final text with the model's tokenizer (what the client sees), so a stream that ends early at
+<|endoftext|> counts what it really produced."""
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PROMPTS = ["It was in the yeare of the great fire, that", "Upon the Thames this morning I beheld",
+           "The coffee-house was full of talk of", "My dear sister, I write to tell you that",
+           "In the citie of London there dwelt", "The merchant sayd unto his servant",
+           "At the sign of the Bell in Cheapside", "The sermon at Paules crosse was upon"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def engine_ttft(loaded, prompt: str, tokens: int) -> float:
+    from engine.generate import GenerationConfig, stream
+
+    cfg = GenerationConfig(max_new_tokens=tokens, temperature=0, year=1666)
+    t = time.perf_counter()
+    it = stream(loaded.model, loaded.tokenizer, prompt, cfg)
+    next(it)
+    first = time.perf_counter() - t
+    it.close()
+    return first
+
+
+def api_ttft(client, prompt: str, tokens: int) -> float:
+    t = time.perf_counter()
+    job = client.submit(prompt=prompt, year=1666, max_new_tokens=tokens, temperature=0, api_name="/generate")
+    for out in job:
+        if out:  # the first non-empty chunk: the first generated text, as a user sees it
+            first = time.perf_counter() - t
+            job.cancel()
+            return first
+    return time.perf_counter() - t
+
+
+def clients_throughput(url: str, tok, n: int, tokens: int) -> dict:
+    from gradio_client import Client
+
+    clients = [Client(url, verbose=False, analytics_enabled=False) for _ in range(n)]
+
+    def one(i):
+        text = clients[i].predict(prompt=PROMPTS[i % len(PROMPTS)], year=1600 + 30 * i, max_new_tokens=tokens,
+                                  temperature=0.8, seed=i, api_name="/generate")
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(n) as ex:
+        counts = list(ex.map(one, range(n)))
+    secs = time.perf_counter() - t
+    return {"clients": n, "tokens": sum(counts), "seconds": round(secs, 3), "tok_s": round(sum(counts) / secs, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="runs/tiny")
+    ap.add_argument("--corpus", default="data/corpus", help="'' for none (only /generate is measured)")
+    ap.add_argument("--tokens", type=int, default=96)
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args()
+    if not Path(a.model).exists():
+        sys.exit(f"--model {a.model}: not found; train the demo model with `make demo` or pass --model")
+    from gradio_client import Client
+
+    import subprocess
+
+    from engine import serving
+
+    # The app runs in its own process, as users meet it: clients here and the server there do not share a GIL.
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "app.py", "--model", a.model, "--corpus", a.corpus, "--port", str(port)],
+                              cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"the app did not start (exit code {server.poll()})")
+            time.sleep(0.5)
+    loaded = serving.load_model(a.model)
+    client = Client(url, verbose=False, analytics_enabled=False)
+    api_ttft(client, PROMPTS[0], 4)  # warm: model, queue, websocket
+    eng, api = [], []
+    for r in range(a.rounds):  # alternated, so load from elsewhere hits both alike
+        for p in PROMPTS[:4]:
+            eng.append(engine_ttft(loaded, p, a.tokens))
+            api.append(api_ttft(client, p, a.tokens))
+    ttft = {"bench": "ttft", "engine_ms_p50": round(1000 * statistics.median(eng), 1),
+            "api_ms_p50": round(1000 * statistics.median(api), 1), "samples": len(api)}
+    ttft["api_overhead_ms"] = round(ttft["api_ms_p50"] - ttft["engine_ms_p50"], 1)
+    print(json.dumps(ttft), flush=True)
+    runs = {}
+    for r in range(a.rounds):
+        for n in (1, 4, 8):
+            res = clients_throughput(url, loaded.tokenizer, n, a.tokens)
+            runs.setdefault(n, []).append(res["tok_s"])
+            print(json.dumps({"bench": "clients", "round": r, **res}), flush=True)
+    med = {n: statistics.median(v) for n, v in runs.items()}
+    server.terminate()
+    server.wait(30)
+    print(json.dumps({"bench": "app", "model": a.model, "tokens": a.tokens, "rounds": a.rounds,
+                      "tok_s_median": {str(k): v for k, v in med.items()},
+                      "ratios": {"c4_vs_c1": round(med[4] / med[1], 2), "c8_vs_c1": round(med[8] / med[1], 2),
+                                 "api_ttft_overhead_ms": ttft["api_overhead_ms"]},
+                      "targets": {"c4_vs_c1": ">= 2", "api_ttft_overhead_ms": "<= 100"}}))
+
+
+if __name__ == "__main__":
+    main()
