@@ -1,4 +1,4 @@
-"""Shared pytest setup: opt-in markers (gpu, network) and paths to the shared corpus mirror."""
+"""Shared pytest setup: opt-in markers (gpu, network, ray) and paths to the shared corpus mirror."""
 from __future__ import annotations
 
 import os
@@ -15,6 +15,7 @@ MIRROR = Path(os.environ.get("ANNO_MIRROR", ROOT.parent / "shared" / "corpus"))
 def pytest_addoption(parser):
     parser.addoption("--run-gpu", action="store_true", help="run tests marked gpu")
     parser.addoption("--run-network", action="store_true", help="run tests marked network")
+    parser.addoption("--run-ray", action="store_true", help="run tests marked ray (a local Ray cluster)")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -26,6 +27,11 @@ def pytest_collection_modifyitems(config, items):
             else "gpu: pass --run-gpu to run"
     if not config.getoption("--run-network"):
         reasons["network"] = "network: pass --run-network (needs internet / HF_TOKEN)"
+    if not config.getoption("--run-ray"):
+        # Opt-in since 2026-11-29: it passed under load (233 s), then hung in a clean-clone CI run with one
+        # RankWorker actor left defunct and datatrove's Ray executor waiting on it; until that is understood a
+        # hang must not block CI. `make test-ray` runs it.
+        reasons["ray"] = "ray: pass --run-ray (a local Ray cluster; `make test-ray`)"
     for item in items:
         for mark, why in reasons.items():
             if mark in item.keywords:

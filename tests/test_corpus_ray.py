@@ -54,6 +54,7 @@ def corpus_content(out: Path) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_ray_executor_builds_the_same_corpus_as_the_local_one(tmp_path):
     ray = pytest.importorskip("ray")
     m = manifest(tmp_path)
