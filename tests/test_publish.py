@@ -43,6 +43,8 @@ def standin(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     # the stand-in speaks the LFS protocol, not xet (see its docstring)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    # CI exports HF_HUB_OFFLINE=1 and huggingface_hub read it at import: the stand-in is on 127.0.0.1
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hub, "_WHOAMI", {})
     state = new_state({
         WRITE: _who("alice", "write", orgs=[("anno-org", "write"), ("readers", "read")]),

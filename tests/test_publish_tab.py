@@ -50,7 +50,10 @@ def test_preview_of_a_bad_repo_id_names_the_field(client, app_run):
 @pytest.fixture
 def standin(monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the stand-in speaks LFS, not xet
+    # CI exports HF_HUB_OFFLINE=1 and huggingface_hub read it at import: the stand-in is on 127.0.0.1
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hub, "_WHOAMI", {})
     who = {"type": "user", "name": "alice", "orgs": [],
            "auth": {"type": "access_token", "accessToken": {"displayName": "t", "role": "write"}}}

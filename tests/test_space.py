@@ -194,6 +194,8 @@ def standin(monkeypatch):
     for var in ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the stand-in speaks LFS, not xet
+    # CI exports HF_HUB_OFFLINE=1 and huggingface_hub read it at import: the stand-in is on 127.0.0.1
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hub, "_WHOAMI", {})
     who = {"type": "user", "name": "alice", "orgs": [],
            "auth": {"type": "access_token", "accessToken": {"displayName": "t", "role": "write"}}}
