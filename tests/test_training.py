@@ -85,8 +85,12 @@ def test_resume_after_sigkill_is_exact(tiny_corpus, tiny_tokenizer, tmp_path):
     straight = cfg(tiny_corpus, tiny_tokenizer, tmp_path / "straight", **kw)
     train(straight, log=quiet)
     killed = cfg(tiny_corpus, tiny_tokenizer, tmp_path / "killed", **kw)
+    # the same intra-op thread count as this process: float sums differ across thread counts (seen in CI,
+    # where the subprocess inherited an OMP setting this process did not have: losses differed at step 3)
+    threads = str(torch.get_num_threads())
     proc = subprocess.run([sys.executable, "-c", KILLER.format(root=str(ROOT), cfg=killed.to_dict())],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert C.latest_checkpoint(tmp_path / "killed").name == "step_0000030"
     assert max(s for s, _ in _train_losses(tmp_path / "killed")) >= 35
