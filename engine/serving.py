@@ -36,7 +36,9 @@ class RequestError(ValueError):
     """A bad request field: the message names the field and the allowed range."""
 
 
-def _int(name: str, v, lo: int, hi: int, optional: bool = False) -> int | None:
+def parse_int(name: str, v, lo: int, hi: int, optional: bool = False) -> int | None:
+    """An integer field as forms and API clients send it (int, integral float, numeric string), checked against
+    [lo, hi]; RequestError names the field and the range. Shared with evals/judge.py."""
     if v is None or (isinstance(v, str) and not v.strip()):
         if optional:
             return None
@@ -83,14 +85,14 @@ def request_config(prompt, year, lock_year=None, max_new_tokens=200, temperature
     """Check one generation request as it arrives from a form or an API client (numbers may come as
     strings or floats) and build its GenerationConfig. Raises RequestError naming the field and its range."""
     prompt = check_prompt(prompt)
-    year = _int("year", year, *YEAR_RANGE)
-    lock_year = _int("lock_year", lock_year, *LOCK_RANGE, optional=True)
+    year = parse_int("year", year, *YEAR_RANGE)
+    lock_year = parse_int("lock_year", lock_year, *LOCK_RANGE, optional=True)
     hi = context or 4096
-    max_new_tokens = _int("max_new_tokens", max_new_tokens, 1, hi)
+    max_new_tokens = parse_int("max_new_tokens", max_new_tokens, 1, hi)
     temperature = _float("temperature", temperature, 0.0, 5.0, "[0, 5] (0 = greedy)")
-    top_k = _int("top_k", top_k, 0, 100_000)
+    top_k = parse_int("top_k", top_k, 0, 100_000)
     top_p = _float("top_p", top_p, 1e-6, 1.0, "(0, 1] (1 = off)")
-    seed = _int("seed", seed, 0, 2**63 - 1, optional=True)
+    seed = parse_int("seed", seed, 0, 2**63 - 1, optional=True)
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                            seed=seed, year=year, lock_year=lock_year)
     return prompt, cfg
@@ -205,7 +207,7 @@ def compare(loaded: Loaded, prompt: str, years: Sequence, locks, seed, max_new_t
     if not isinstance(years, (list, tuple)) or not 2 <= len(years) <= MAX_COMPARE_YEARS:
         raise RequestError(f"years={years!r}: give 2 to {MAX_COMPARE_YEARS} years in [{YEAR_RANGE[0]}, "
                            f"{YEAR_RANGE[1]}]")
-    years = [_int(f"years[{i}]", y, *YEAR_RANGE) for i, y in enumerate(years)]
+    years = [parse_int(f"years[{i}]", y, *YEAR_RANGE) for i, y in enumerate(years)]
     if isinstance(locks, (bool, type(None))):
         locks = [bool(locks)] * len(years)
     if not isinstance(locks, (list, tuple)) or len(locks) != len(years) or \

@@ -31,17 +31,12 @@ def check_text(text) -> str:
 
 
 def check_year(year) -> int:
-    lo, hi = YEAR_RANGE
-    if isinstance(year, str):
-        try:
-            year = float(year.strip())
-        except ValueError:
-            raise JudgeError(f"year={year!r}: must be an integer in [{lo}, {hi}]") from None
-    if isinstance(year, float) and year.is_integer():
-        year = int(year)
-    if isinstance(year, bool) or not isinstance(year, int) or not lo <= year <= hi:
-        raise JudgeError(f"year={year!r}: must be an integer in [{lo}, {hi}]")
-    return year
+    from engine.serving import RequestError, parse_int
+
+    try:
+        return parse_int("year", year, *YEAR_RANGE)
+    except RequestError as e:
+        raise JudgeError(str(e)) from None
 
 
 def _corpus(corpus) -> str | None:
