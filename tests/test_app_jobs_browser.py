@@ -69,6 +69,17 @@ def points(pg) -> int:
     return int(m.group(1)) if m else -1
 
 
+def plot_ink(pg, elem: str = "train-plot") -> int:
+    """Saturated pixels in the plot: the series' lines and legend (axes and grid are grey). Vega draws on a
+    canvas, so the page's text cannot say whether a line was drawn; an empty-then-updated plot drew none."""
+    import io
+
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(pg.locator(f"#{elem}").screenshot())).convert("RGB")
+    return sum(max(px) - min(px) > 60 for px in img.getdata())
+
+
 def status_has(pg, text: str) -> bool:
     return text in pg.locator("#train-status").inner_text()
 
@@ -101,6 +112,7 @@ def test_train_tab_start_watch_reload_stop_resume_exact(browser, app_url, jobs_d
     first = points(pg)
     assert wait_until(lambda: points(pg) > first, 120), "the history did not grow"
     assert [j["id"] for j in J.list_jobs() if j["out"] == str(run)] == [job]
+    assert wait_until(lambda: plot_ink(pg) > 200, 30), "the loss plot has axes but no line"
     shot(pg, "jobs_train_running")
 
     pg.reload()  # the page forgets everything but what the browser stored: the job id

@@ -70,8 +70,14 @@ def status_md(s: dict | None) -> str:
     return "\n\n".join(lines)
 
 
+SERIES = ("train loss", "validation loss", "validation bits/byte")
+
+
 def loss_frame(s: dict | None) -> pd.DataFrame:
-    rows = []
+    # One empty (NaN) point per series, always: Gradio 6.31's LinePlot fixes its colour domain from the first
+    # value it draws, so a plot that starts empty and is then updated drew axes without lines (screenshot of
+    # the Train tab, 2026-11-29). Vega-Lite skips NaN points, so these draw nothing themselves.
+    rows = [(0, float("nan"), name) for name in SERIES]
     for m in ((s or {}).get("metrics") or {}).get("train", []):
         rows.append((m["step"], m["loss"], "train loss"))
     for m in ((s or {}).get("metrics") or {}).get("eval", []):
@@ -263,7 +269,7 @@ def build(ctx: Ctx, picker=None) -> None:
     status = gr.Markdown(status_md(None), elem_id="train-status")
     with gr.Row():
         plot = gr.LinePlot(loss_frame(None), x="step", y="value", color="series", label="Loss and bits/byte",
-                           elem_id="train-plot", height=320)
+                           elem_id="train-plot", height=360)
         log = gr.Textbox(label="Log (last lines)", lines=14, max_lines=14, autoscroll=True, elem_id="train-log")
     jobs_table = gr.Dataframe(jobs_rows(J.list_jobs()), headers=JOB_COLUMNS, interactive=False, wrap=True,
                               label="All jobs (every session sees the same list; click a row to attach)",
