@@ -108,12 +108,23 @@ def model_context(model) -> int:
     return ctx
 
 
+class Processors(LogitsProcessorList):
+    """transformers' LogitsProcessorList minus its per-call `inspect.signature` of every processor (to route
+    extra kwargs, which no processor here takes): that was 8% of a demo-model decode step (cProfile, 600 sampled
+    tokens, 2026-11-30). Same processors, same order, same arithmetic."""
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        for processor in self:
+            scores = processor(input_ids, scores)
+        return scores
+
+
 def logits_processors(cfg: GenerationConfig, processors: Sequence[LogitsProcessor] = ()) -> LogitsProcessorList:
     """The processors `model.generate` builds for the same settings, in its order (transformers 5.23
     `_get_logits_processor`): repetition penalty, n-gram ban, then caller-supplied ones (generate merges
     custom processors there too, before the warpers: a mask applied after top-k could leave only -inf),
     then, when sampling, temperature, top-k, top-p."""
-    out = LogitsProcessorList()
+    out = Processors()
     if cfg.repetition_penalty != 1:
         out.append(RepetitionPenaltyLogitsProcessor(float(cfg.repetition_penalty)))
     if cfg.no_repeat_ngram_size > 0:
