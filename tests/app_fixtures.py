@@ -3,10 +3,18 @@ has figures), a slow random-init model beside it, and the app launched on a free
 run as its default model and the tiny corpus."""
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 import pytest
+
+CHROMIUM = Path(os.environ.get("ANNO_CHROMIUM", "/usr/bin/chromium"))
+# As the machine notes say: without the background-networking flags Chromium keeps trying Google's hosts,
+# which this closed network refuses, many at a time.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
 
 
 def free_port() -> int:
@@ -59,3 +67,32 @@ def slow_model(app_run, tiny_tokenizer) -> Path:
     model = build_model(model_config("small", len(tok), n_ctx=1024), 0, 0, 0)
     files = [p for p in Path(tiny_tokenizer).iterdir() if p.name != "tokenizer_report.json"]
     return save_hf_model(model, app_run.parent / "slow", extra_files=files)
+
+
+@pytest.fixture(scope="module")
+def jobs_dir(tmp_path_factory):
+    """A job registry of the test module's own (the app under test reads ANNO_JOBS_DIR at every call); jobs
+    still active at the end are stopped."""
+    from training import jobs as J
+
+    d = tmp_path_factory.mktemp("app_jobs")
+    before = os.environ.get("ANNO_JOBS_DIR")
+    os.environ["ANNO_JOBS_DIR"] = str(d / "jobs")
+    yield d
+    for j in J.list_jobs():
+        if j["state"] in J.ACTIVE:
+            J.stop(j["id"])
+    os.environ.pop("ANNO_JOBS_DIR") if before is None else os.environ.__setitem__("ANNO_JOBS_DIR", before)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium driven by Playwright (no browser download)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"browser: no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -3,33 +3,13 @@ load it, stream a generation and stop it, see a highlighted anachronism with its
 comparison, judge an uploaded TEI file. Each test saves a screenshot under data/screenshots/ (look at them)."""
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path(os.environ.get("ANNO_CHROMIUM", "/usr/bin/chromium"))
 SHOTS = Path(__file__).resolve().parents[1] / "data" / "screenshots"
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-# As the machine notes say: without the background-networking flags Chromium keeps trying Google's hosts,
-# which this closed network refuses, many at a time.
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"browser: no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser, app_url, request):
     ctx = browser.new_context(viewport={"width": 1500, "height": 1100})

@@ -27,19 +27,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def jobs_dir(tmp_path_factory):
-    """A job registry of this module's own (the app under test reads ANNO_JOBS_DIR at every call)."""
-    d = tmp_path_factory.mktemp("app_jobs")
-    before = os.environ.get("ANNO_JOBS_DIR")
-    os.environ["ANNO_JOBS_DIR"] = str(d / "jobs")
-    yield d
-    for j in J.list_jobs():
-        if j["state"] in J.ACTIVE:
-            J.stop(j["id"])
-    os.environ.pop("ANNO_JOBS_DIR") if before is None else os.environ.__setitem__("ANNO_JOBS_DIR", before)
-
-
-@pytest.fixture(scope="module")
 def client(app_url, jobs_dir):
     from gradio_client import Client
 

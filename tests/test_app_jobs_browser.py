@@ -5,43 +5,16 @@ uninterrupted run's; a second browser sees the same job list; the Corpus, Quanti
 their forms. Each test saves a screenshot under data/screenshots/ (look at them)."""
 from __future__ import annotations
 
-import os
 import re
-import time
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_app_browser import ARGS, CHROMIUM, SHOTS, wait_until
+from test_app_browser import SHOTS, wait_until
 from training import jobs as J
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def jobs_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("browser_jobs")
-    before = os.environ.get("ANNO_JOBS_DIR")
-    os.environ["ANNO_JOBS_DIR"] = str(d / "jobs")
-    yield d
-    for j in J.list_jobs():
-        if j["state"] in J.ACTIVE:
-            J.stop(j["id"])
-    os.environ.pop("ANNO_JOBS_DIR") if before is None else os.environ.__setitem__("ANNO_JOBS_DIR", before)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"browser: no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield b
-        b.close()
 
 
 def open_tab(ctx, url: str, tab: str):

@@ -164,6 +164,16 @@ def plant(p: dict, entries: list, rng: random.Random) -> dict:
     return {**p, "text": "".join(out), "answers": answers}
 
 
+def choose_entries(p: dict, lex: list, used: Counter, rng: random.Random) -> list:
+    """1-3 entries (weights 5:3:2) first attested after the passage's year, spread over categories."""
+    eligible = defaultdict(list)
+    for e in lex:
+        if e.year > p["year"]:
+            eligible[e.category].append(e)
+    k = rng.choices((1, 2, 3), weights=(5, 3, 2))[0]
+    return pick_entries(eligible, used, rng, k)
+
+
 def make(corpus_dir: str, seed: int = SEED) -> list[dict]:
     rng = random.Random(seed)
     lex = [e for e in load_lexicon().entries if e.category != "polysemous" and not e.cues]  # cued: make_test
@@ -171,12 +181,7 @@ def make(corpus_dir: str, seed: int = SEED) -> list[dict]:
     records = []
     for i, p in enumerate(passages(corpus_dir, rng, N_PLANTED + N_CLEAN)):
         if i < N_PLANTED:
-            eligible = defaultdict(list)
-            for e in lex:
-                if e.year > p["year"]:
-                    eligible[e.category].append(e)
-            k = rng.choices((1, 2, 3), weights=(5, 3, 2))[0]
-            rec = plant(p, pick_entries(eligible, used, rng, k), rng)
+            rec = plant(p, choose_entries(p, lex, used, rng), rng)
         else:
             rec = {**p, "answers": []}
         records.append({"id": f"dev-{i:04d}", **rec})

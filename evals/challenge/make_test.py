@@ -19,7 +19,7 @@ import argparse
 import hashlib
 import json
 import random
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 from engine.corpus_io import iter_documents
@@ -89,12 +89,7 @@ def make(corpus_dir: str, which: str, split: str | None = None) -> tuple[list[di
     for i, p in enumerate(make_dev.passages(corpus_dir, rng, N_PLANTED + N_CLEAN, split, frozenset(exclude),
                                                    MAX_PER_TEXT)):
         if i < N_PLANTED:
-            eligible = defaultdict(list)
-            for e in lex:
-                if e.year > p["year"]:
-                    eligible[e.category].append(e)
-            k = rng.choices((1, 2, 3), weights=(5, 3, 2))[0]
-            chosen = make_dev.pick_entries(eligible, used, rng, k)
+            chosen = make_dev.choose_entries(p, lex, used, rng)
             plain = [e for e in chosen if not e.cues]
             rec = make_dev.plant(p, plain, rng) if plain else {**p, "answers": []}
             for e in (e for e in chosen if e.cues):
