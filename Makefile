@@ -8,7 +8,7 @@ WORKERS ?= 2
 TOK     ?= runs/tok8k
 RUN     ?= runs/tiny
 
-.PHONY: install demo app corpus model test test-ray test-all bench clean export-check
+.PHONY: install demo app corpus model test test-ray test-all bench clean export-check fuzz
 
 # Reinstall only when requirements.txt changes (the stamp is newer than it otherwise).
 $(VENV)/.installed: requirements.txt
@@ -70,8 +70,18 @@ export-check: install
 	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install -q llama-cpp-python==0.3.36
 	$(BIN)/python -m pytest -q tests/test_export.py -k llama_cpp -rs
 
+# The long fuzz run (tests/reliability/test_fuzz.py): FUZZ_CASES generated inputs over every surface and every
+# app endpoint; prints the per-target JSON and fails on any unhandled exception or unclear refusal.
+FUZZ_CASES ?= 10000
+fuzz: install
+	ANNO_FUZZ_CASES=$(FUZZ_CASES) $(BIN)/python -m pytest -q -s tests/reliability/test_fuzz.py -k long_run
+
+# Every benchmark but the launcher they share; the soak in its short form (`python benchmarks/soak.py` alone is
+# the full one: 2 minutes of 8 clients, 10,000 fuzz cases, 5 kills, about two hours on a 2-core machine).
 bench: install
-	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	@for f in $(filter-out benchmarks/app_launch.py benchmarks/soak.py,$(wildcard benchmarks/*.py)); do \
+		echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	@echo "== benchmarks/soak.py --quick"; $(BIN)/python benchmarks/soak.py --quick
 
 clean:
 	rm -rf data runs .pytest_cache

@@ -91,6 +91,19 @@ def make_ctx(model: str | None, corpus: str | None, roots: list[str] | None = No
                batched=not ON_ZEROGPU, gpu=gpu)
 
 
+def app_roots(ctx: Ctx) -> list[str]:
+    """The folders visitors' paths may point into (engine/paths.py): the model roots, data/ (corpus, token
+    cache and other outputs), the model and corpus chosen at launch, the shipped manifest, the corpus tab's
+    mirror, gradio's upload folder (an uploaded manifest is passed on by its path), and $ANNO_ALLOWED_ROOTS."""
+    import gradio.utils
+
+    from engine import paths
+
+    launch_model = ctx.default_model if ctx.default_model and Path(ctx.default_model).exists() else None
+    return [*ctx.model_roots, "data", launch_model, ctx.corpus, str(Path(__file__).resolve().parent / "training" /
+            "sources.jsonl"), str(corpus_tab.MIRROR_GUESS), gradio.utils.get_upload_folder(), *paths.env_roots()]
+
+
 def launch(demo: gr.Blocks, host: str, port: int | None, **kw):
     # Generation events share one limit of 4x the batch width, so users reach the batcher together; the
     # queue's max_size must be set explicitly (ZeroGPU silently defaults it to 1).
@@ -115,6 +128,10 @@ def main(argv=None) -> None:
 
     if changed := jobs.reconcile():  # jobs whose process died while no server was watching: now interrupted
         print(f"anno: jobs interrupted since the last start: {', '.join(changed)}", file=sys.stderr)
+    from engine import paths
+
+    paths.confine(app_roots(ctx))  # before the first visitor: every path they name stays inside these
+    print(f"anno: paths confined to {', '.join(map(str, paths.allowed_roots()))}", file=sys.stderr)
     warm_up(ctx)
     launch(build_app(ctx), a.host, a.port)
 

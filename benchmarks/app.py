@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import sys
 import time
@@ -24,12 +23,6 @@ PROMPTS = ["It was in the yeare of the great fire, that", "Upon the Thames this 
            "The coffee-house was full of talk of", "My dear sister, I write to tell you that",
            "In the citie of London there dwelt", "The merchant sayd unto his servant",
            "At the sign of the Bell in Cheapside", "The sermon at Paules crosse was upon"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def engine_ttft(loaded, prompt: str, tokens: int) -> float:
@@ -83,27 +76,14 @@ def main() -> None:
         sys.exit(f"--model {a.model}: not found; train the demo model with `make demo` or pass --model")
     from gradio_client import Client
 
-    import subprocess
-
+    from benchmarks.app_launch import running_app
     from engine import serving
 
-    # The app runs in its own process, as users meet it: clients here and the server there do not share a GIL.
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "app.py", "--model", a.model, "--corpus", a.corpus, "--port", str(port)],
-                              cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"the app did not start (exit code {server.poll()})")
-            time.sleep(0.5)
-    loaded = serving.load_model(a.model)
-    client = Client(url, verbose=False, analytics_enabled=False)
+    with running_app(a.model, a.corpus) as (_, url):
+        measure(a, url, serving.load_model(a.model), Client(url, verbose=False, analytics_enabled=False))
+
+
+def measure(a, url: str, loaded, client) -> None:
     api_ttft(client, PROMPTS[0], 4)  # warm: model, queue, websocket
     eng, api = [], []
     for r in range(a.rounds):  # alternated, so load from elsewhere hits both alike
@@ -121,8 +101,6 @@ def main() -> None:
             runs.setdefault(n, []).append(res["tok_s"])
             print(json.dumps({"bench": "clients", "round": r, **res}), flush=True)
     med = {n: statistics.median(v) for n, v in runs.items()}
-    server.terminate()
-    server.wait(30)
     print(json.dumps({"bench": "app", "model": a.model, "tokens": a.tokens, "rounds": a.rounds,
                       "tok_s_median": {str(k): v for k, v in med.items()},
                       "ratios": {"c4_vs_c1": round(med[4] / med[1], 2), "c8_vs_c1": round(med[8] / med[1], 2),

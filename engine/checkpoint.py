@@ -1,20 +1,19 @@
 """Checkpoint I/O: importing nanoGPT / helloLondon `.pt` checkpoints into Hub-format GPT-2 folders, and the
-small save/load helpers (safetensors only, atomic folder writes, no remote code) the rest of the engine uses.
+small save/load helpers (safetensors only, atomic folder writes via engine/atomic.py, no remote code) the rest
+of the engine uses.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import pickle
 import re
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from engine.atomic import atomic_dir  # also imported from here by export, publish, quantize, space
 from engine.model import MIN_VOCAB_SIZE, ModelConfig, build_model
 
 # nanoGPT keeps these as nn.Linear (weight is out x in); GPT-2's Conv1D stores in x out, so they transpose.
@@ -40,34 +39,6 @@ _DEFAULT_HEAD_DIM = 64
 
 class CheckpointError(ValueError):
     """A file that exists but cannot be imported (not a checkpoint, wrong shapes, unsupported layout)."""
-
-
-@contextlib.contextmanager
-def atomic_dir(out_dir: str | Path) -> Iterator[Path]:
-    """Yield a temp folder beside out_dir; on success swap it into place (the old folder, if any, is moved
-    aside first and removed after), on error delete it and leave out_dir untouched."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"output path {out} exists and is not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes 0700; the published folder should read like any other
-    old = None
-    try:
-        yield tmp
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-        os.replace(tmp, out)
-    except BaseException:
-        if old is not None and not out.exists():  # put the previous folder back
-            os.replace(old / out.name, out)
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def save_hf_model(model: PreTrainedModel, out_dir: str | Path, extra_files: Iterable[str | Path] = ()) -> Path:

@@ -142,8 +142,9 @@ def publish(run_or_model_dir: str | Path, repo_id: str, private: bool = False, t
     dry_run_dir: write the staged folder there (replaced atomically) and make no network request. Otherwise
     the token (argument > HF_TOKEN > oauth_token) is checked for write access first, then the folder is pushed
     in one commit. parent: the repo this model is a quantization/export of (linked from the card)."""
-    from engine import hub
+    from engine import hub, paths
 
+    paths.check(run_or_model_dir, "model")  # in the web app: a folder inside its allowed roots, never /etc or ~
     hub._check_args(repo_id, revision)
     if parent is not None:
         hub._check_args(parent, None)

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from engine.atomic import write_json_atomic
 from engine.checkpoint import TOKENIZER_FILES, atomic_dir, load_hf_model
 from engine.generate import GenerationConfig, generate_ids, model_context
 from engine.tokenizer import ANNO_FILE, EOT, encode_prompt, load_tokenizer
@@ -160,14 +161,8 @@ def save_int8_cpu(model: nn.Module, folder: str | Path) -> dict:
     with the source's config.json (and tokenizer files) is then a folder load_any reads. Returns the recipe."""
     tensors, recipe = _int8_tensors(model)
     save_file(tensors, str(Path(folder) / INT8_WEIGHTS), metadata={"format": "pt", "anno": FORMAT})
-    _write_json(Path(folder) / QUANT_FILE, {"format": FORMAT, "method": "int8-cpu", "recipe": recipe})
+    write_json_atomic(Path(folder) / QUANT_FILE, {"format": FORMAT, "method": "int8-cpu", "recipe": recipe})
     return recipe
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _load_int8_cpu(path: Path, recipe: dict) -> nn.Module:
@@ -406,13 +401,13 @@ def quantize(model_path: str | Path, method: str, out: str | Path, eval_texts: S
             qmodel.save_pretrained(tmp)
             recipe = _bnb_recipe(qmodel, method)
             del qmodel
-            _write_json(tmp / QUANT_FILE, {"format": FORMAT, "method": method, "recipe": recipe})
+            write_json_atomic(tmp / QUANT_FILE, {"format": FORMAT, "method": method, "recipe": recipe})
         log(f"{method}: saved; reloading it, measuring, timing {new_tokens} greedy tokens against fp32")
         quant = _measure(qmodel := load_any(tmp), tok, eval_texts)
         base["tok_s"], quant["tok_s"] = _speeds({0: fp32, 1: qmodel}, prompt, new_tokens).values()
         disk = [sum(f.stat().st_size for f in d.glob("*.safetensors")) for d in (src, tmp)]
         info = _report(method, recipe, src, base, quant, disk, (len(prompt), new_tokens))
-        _write_json(tmp / QUANT_FILE, info)
+        write_json_atomic(tmp / QUANT_FILE, info)
     ppl = info["perplexity"]
     log(f"{method}: {info['speed']['tok_s']} tok/s (fp32 {info['speed']['fp32_tok_s']})"
         + (f", perplexity {ppl['ppl']} (fp32 {ppl['fp32_ppl']}, {ppl['delta_pct']:+}%)" if ppl else ""))

@@ -19,11 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +27,7 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from engine.atomic import atomic_dir
 from engine.normalize import NormalizeConfig, apply_rules, normalize, rule_counts, rules, tokenizer_normalizer
 
 ERA_DECADES: tuple[int, ...] = tuple(range(1500, 1860, 10))
@@ -161,13 +158,9 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, out_dir: str | P
 
 
 def _save_atomic(tok: PreTrainedTokenizerFast, cfg: TokenizerConfig, stats: dict, out: Path) -> None:
-    """Write into a temp folder beside out, then rename it into place: readers see the old folder or the new."""
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"out_dir {out} exists and is not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it 0o700; the folder is shared with other users of the repo
-    try:
+    """Write into a temp folder beside out, then rename it into place (engine/atomic.atomic_dir): readers see
+    the old folder or the new, and a full disk leaves the old one as it was."""
+    with atomic_dir(out, what=f"the tokenizer {out}") as tmp:
         tok.save_pretrained(str(tmp))
         meta = {
             "format": FORMAT,
@@ -178,14 +171,6 @@ def _save_atomic(tok: PreTrainedTokenizerFast, cfg: TokenizerConfig, stats: dict
             "trained_on": stats,
         }
         (tmp / ANNO_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-        if out.exists():
-            os.replace(out, old)  # a non-empty folder cannot be replaced in one rename
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:

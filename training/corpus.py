@@ -1,17 +1,16 @@
 """Corpus build driver (one function per user action: build, report, read documents).
 
 `build_corpus(CorpusConfig)` assigns every selected source to train, validation or test (training/splits.py),
-runs the datatrove stages of training/pipeline.py into a hidden partial folder next to the output and renames
-it into place only when everything succeeded: an interrupted or failed build leaves the previous corpus
-untouched and nothing half-written. The stages run on datatrove's LocalPipelineExecutor by default; any
-executor factory with the same arguments works (`executor=`, e.g. RayPipelineExecutor, see
-tests/test_corpus_ray.py) and gives the same corpus.
+runs the datatrove stages of training/pipeline.py into a hidden temp folder next to the output and renames
+it into place only when everything succeeded (engine/atomic.atomic_dir): an interrupted or failed build, a
+full disk included, leaves the previous corpus untouched and nothing half-written. The stages run on
+datatrove's LocalPipelineExecutor by default; any executor factory with the same arguments works
+(`executor=`, e.g. RayPipelineExecutor, see tests/test_corpus_ray.py) and gives the same corpus.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from datatrove.executor import LocalPipelineExecutor
 
+from engine.atomic import atomic_dir, write_json_atomic
 from engine.corpus_io import CorpusError, iter_documents, load_report, read_jsonl_dir  # noqa: F401 (re-exported)
 from training import pipeline as P
 from training.clean import CleanConfig
@@ -26,7 +26,7 @@ from training.documents import DocumentConfig
 from training.extract import ExtractConfig
 from training.fetch import FetchConfig
 from training.manifest import Selection, read_manifest
-from training.report import build_report, render_markdown, write_json_atomic
+from training.report import build_report, render_markdown
 from training.splits import SplitConfig, assign_splits
 
 log = logging.getLogger("anno.corpus")
@@ -85,14 +85,6 @@ def _run(name: str, steps, tasks: int, workers: int, work: Path, step: int, tota
     log.info("[%d/%d] %s done in %.1fs", step, total, name, timings[name])
 
 
-def _swap_into_place(tmp: Path, out: Path):
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def build_corpus(cfg: CorpusConfig, executor=local_executor) -> dict:
     """Build the corpus described by cfg into cfg.out and return its report (also report.json/.md).
 
@@ -105,15 +97,15 @@ def build_corpus(cfg: CorpusConfig, executor=local_executor) -> dict:
     assignment = assign_splits(selected, cfg.split)
     selected = [{**r, "split": assignment[r["id"]]} for r in selected]
     out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    work = tmp / "_work"
     tasks = cfg.tasks or max(1, min(len(selected), 4 * cfg.workers))
     fetch = FetchConfig(mirror=cfg.mirror, cache_dir=cfg.cache_dir)
     timings: dict[str, float] = {}
-    w, n, ex = str(work), 6, executor
-    try:
+    n, ex = 6, executor
+    # atomic_dir: a failed build (a full disk included: DiskFullError says so) removes its partial folder and
+    # leaves the previous corpus as it was
+    with atomic_dir(out, what=f"the corpus {out}") as tmp:
+        work = tmp / "_work"
+        w = str(work)
         _run("extract", P.stage_extract(w, _balanced_shards(selected, tasks), fetch, cfg.extract, cfg.clean,
                                         cfg.docs), tasks, cfg.workers, work, 1, n, timings, ex)
         _run("exact", P.stage_exact(w), 1, 1, work, 2, n, timings, ex)
@@ -133,10 +125,6 @@ def build_corpus(cfg: CorpusConfig, executor=local_executor) -> dict:
         write_json_atomic(tmp / "report.json", report)
         (tmp / "report.md").write_text(render_markdown(report), encoding="utf-8")
         shutil.rmtree(work)
-        _swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("corpus: %d documents, %d words from %d texts in %.1fs -> %s", report["totals"]["documents"],
              report["totals"]["words"], report["totals"]["texts_kept"], timings["total"], out)
     return report

@@ -24,6 +24,7 @@ import traceback
 from dataclasses import fields
 from pathlib import Path
 
+from engine import paths
 from training import jobs as J
 
 KINDS = ("corpus", "tokenizer", "train", "quantize", "eval")
@@ -48,6 +49,9 @@ def _fill(kind: str, args: dict, defaults: dict) -> dict:
     missing = [k for k, v in out.items() if v is None and defaults[k] is None and k in ("model", "method", "out")]
     if missing:
         raise J.JobError(f"{kind}: {', '.join(missing)} is required")
+    for k in (*PATH_ARGS, "model"):  # in the web app: inside its allowed roots (engine/paths.py)
+        if out.get(k):
+            paths.check(out[k], k)
     for k in PATH_ARGS:  # the job process may run elsewhere: record absolute paths
         if out.get(k):
             out[k] = str(Path(out[k]).resolve())

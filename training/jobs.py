@@ -39,6 +39,8 @@ from pathlib import Path
 
 import psutil
 
+from engine.atomic import write_json_atomic  # job.json, progress.json (job_runner uses J.write_json_atomic)
+
 STATES = ("queued", "running", "stopping", "done", "failed", "interrupted", "stopped")
 ACTIVE = ("queued", "running", "stopping")
 RESUMABLE = ("stopped", "interrupted", "failed")
@@ -61,12 +63,6 @@ def now() -> str:
 
 
 # ------------------------------------------------------------------------------------------- records
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    tmp.write_text(json.dumps(obj, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 @contextmanager
@@ -262,6 +258,10 @@ def extend(job_or_run: str, max_steps: int, root: str | Path | None = None) -> s
         check_extend(rec["out"], max_steps)
         _requeue(d, root, {"resume": rec["out"], "extend_to": max_steps})
         return job_or_run
+    if not (isinstance(job_or_run, str) and (Path(job_or_run) / "run.json").is_file()):
+        # the app's /job_extend calls this argument job_id; "resume=... is not a run folder" named a field the
+        # caller never saw (tests/reliability/test_fuzz.py)
+        raise JobError(f"job_id={job_or_run!r} is not a job in {jobs_root(root)} and is not a run folder (no run.json)")
     return start("train", root=root, resume=job_or_run, extend_to=max_steps)
 
 

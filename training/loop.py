@@ -107,9 +107,10 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None, max_
             raise C.TrainingError(f"{run} is not a run folder (no run.json); start one with `cli.py train --preset`")
         info = json.loads((run / "run.json").read_text())
         cfg = TrainConfig.from_dict(info["config"]) if cfg is None else cfg
-        ckpt = C.latest_checkpoint(run)
+        ckpt = C.verified_checkpoint(run, log=log)  # complete.json present and every file's sha256 matching
         if ckpt is None:
-            raise C.TrainingError(f"{run} has no complete checkpoint to resume from (checkpoints/step_*/ is empty)")
+            raise C.TrainingError(f"{run} has no complete checkpoint to resume from (no checkpoints/step_*/ whose "
+                                  f"{C.MARKER} matches its files)")
         if extend_to is not None:
             cfg = _extended(cfg, extend_to, info)
     else:
@@ -148,8 +149,10 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None, max_
 
     run.mkdir(parents=True, exist_ok=True)
     if ckpt is not None:
-        C.clean_partial_checkpoints(run)
-        accelerator.load_state(str(ckpt))
+        if accelerator.is_main_process:
+            C.clean_partial_checkpoints(run, resumed=ckpt, log=log)
+        accelerator.wait_for_everyone()
+        accelerator.load_state(str(ckpt))  # verified above: the RNG pickles in it are the ones Anno wrote
         state = json.loads((ckpt / "trainer_state.json").read_text())
         if accelerator.is_main_process:
             C.truncate_metrics(run, state["step"])

@@ -75,6 +75,8 @@ def validate_record(rec: object, line_no: int) -> dict:
     missing = [k for k in REQUIRED if k not in rec or rec[k] in (None, "")]
     if missing:
         raise SourceError(sid, "manifest", f"line {line_no} is missing field(s) {', '.join(missing)}")
+    if not isinstance(rec["id"], str):  # a list id crashed the duplicate check (found by tests/reliability fuzzing)
+        raise SourceError(f"line {line_no}", "manifest", f"id={rec['id']!r} must be a string")
     year = rec["year"]
     if not isinstance(year, int) or isinstance(year, bool) or not (YEAR_MIN <= year <= YEAR_MAX):
         raise SourceError(sid, "manifest", f"year={year!r} must be an integer in {YEAR_MIN}..{YEAR_MAX}")
@@ -87,6 +89,8 @@ def validate_record(rec: object, line_no: int) -> dict:
         if not isinstance(f, dict) or not f.get("path") or not _SHA256.match(str(f.get("sha256", ""))):
             raise SourceError(sid, "manifest", f"files[{i}] needs path and a 64-hex sha256")
     urls = rec.get("upstream_urls") or []
+    if not isinstance(urls, list):  # `true` here crashed len() below (found by tests/reliability fuzzing)
+        raise SourceError(sid, "manifest", f"upstream_urls={urls!r} must be a list of URLs, one per file")
     if urls and len(urls) != len(files):
         raise SourceError(sid, "manifest", f"{len(urls)} upstream_urls for {len(files)} files (need one each)")
     rec = dict(rec)

@@ -6,38 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from engine.atomic import file_sha256
 from training.splits import SPLITS, split_counts
 
 REPORT_VERSION = 2  # 2: source-disjoint train/validation/test splits, split_sources, by_split_decade
 SPLIT_PURPOSE = {"train": "fitting: tokenizer, model, first-seen table, dating model, profile reference",
                  "validation": "tuning and early stopping", "test": "reported figures only"}
 REJECT_REASONS = ("too_short", "illegible", "garbage", "latin", "french", "exact_duplicate", "near_duplicate")
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, ensure_ascii=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _tally() -> dict:
@@ -83,7 +62,7 @@ def build_report(out_dir: Path, index: list[dict], selected: list[dict], errors:
     decades = sorted({r["decade"] for r in selected})
     files = {s: sorted(str(p.relative_to(out_dir)) for p in (out_dir / s).glob("*.jsonl.gz"))
              for s in SPLITS}
-    shard_hashes = {f: _sha256(out_dir / f) for fs in files.values() for f in fs}
+    shard_hashes = {f: file_sha256(out_dir / f) for fs in files.values() for f in fs}
     input_bytes = sum(f.get("bytes") or 0 for r in selected for f in r["files"])
     total_words = sum(r["words"] for r in index)
     return {

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import inspect
 import time
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,12 +35,71 @@ class Ctx:
     gpu: Callable = field(default=lambda duration: (lambda fn: fn))  # app.py's spaces.GPU(duration=...)
 
 
+def _shape_ok(v, ann) -> bool:
+    """Whether a JSON value has the shape of an annotation (str, int, float, bool, list[...], dict, unions
+    with None); any other annotation accepts everything. Numbers may come as strings (forms send them so;
+    the library parses them and checks the range)."""
+    if ann is None or ann is type(None):
+        return v is None
+    if isinstance(ann, types.UnionType) or typing.get_origin(ann) is typing.Union:
+        return any(_shape_ok(v, a) for a in typing.get_args(ann))
+    origin = typing.get_origin(ann) or ann
+    if origin is str:
+        return isinstance(v, str)
+    if origin is bool:
+        return isinstance(v, bool)
+    if origin in (int, float):
+        return isinstance(v, (int, float, str)) and not isinstance(v, bool)
+    if origin is list:
+        item = (typing.get_args(ann) or (typing.Any,))[0]
+        return isinstance(v, list) and all(_shape_ok(x, item) for x in v)
+    if origin is dict:
+        return isinstance(v, dict)
+    return True
+
+
+_SHAPES = {str: "a string", bool: "true or false", int: "a number", float: "a number", list: "a list",
+           dict: "a JSON object", type(None): "null"}
+_PLURAL = {str: "strings", bool: "true/false values", int: "numbers", float: "numbers", list: "lists",
+           dict: "JSON objects"}
+
+
+def _shape_name(ann) -> str:
+    if isinstance(ann, types.UnionType) or typing.get_origin(ann) is typing.Union:
+        return " or ".join(dict.fromkeys(_shape_name(a) for a in typing.get_args(ann)))
+    origin = typing.get_origin(ann) or ann
+    if origin is list and typing.get_args(ann):
+        item = typing.get_origin(typing.get_args(ann)[0]) or typing.get_args(ann)[0]
+        return f"a list of {_PLURAL.get(item, 'values')}"
+    return _SHAPES.get(origin, getattr(origin, "__name__", str(origin)))
+
+
+def check_shapes(fn, args: tuple, kwargs: dict) -> None:
+    """API arguments against the callback's annotations: gr.api shows clients the types but does not enforce
+    them, and a list where a path belongs reached the library as "expected str, bytes or os.PathLike object,
+    not list" (tests/reliability/test_fuzz.py). A parameter whose default is None also accepts null. Ranges and
+    parsing stay with the library."""
+    try:
+        sig = inspect.signature(fn, eval_str=True)
+        bound = sig.bind_partial(*args, **kwargs)
+    except (TypeError, ValueError, NameError):  # unannotated UI callbacks, gradio's own parameters
+        return
+    for name, v in bound.arguments.items():
+        p = sig.parameters[name]
+        if p.annotation is p.empty or (v is None and p.default is None) or _shape_ok(v, p.annotation):
+            continue
+        shown = repr(v) if len(repr(v)) <= 80 else repr(v)[:80] + "..."
+        raise RequestError(f"{name}={shown}: must be {_shape_name(p.annotation)}")
+
+
 def user_errors(fn):
-    """Wrap a callback (plain or generator) so that bad input becomes a gr.Error with its message."""
+    """Wrap a callback (plain or generator) so that bad input becomes a gr.Error with its message; arguments
+    of the wrong shape for its annotations (the API functions) are refused first, naming the parameter."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen(*args, **kwargs):
             try:
+                check_shapes(fn, args, kwargs)
                 yield from fn(*args, **kwargs)
             except gr.Error:
                 raise
@@ -49,6 +110,7 @@ def user_errors(fn):
     @functools.wraps(fn)
     def plain(*args, **kwargs):
         try:
+            check_shapes(fn, args, kwargs)
             return fn(*args, **kwargs)
         except gr.Error:
             raise

@@ -33,6 +33,10 @@ def source_names(manifest: str) -> list[str]:
 
 def report_view(corpus: str) -> tuple[str, pd.DataFrame, list[list], list[list], str]:
     """(summary, words per decade, rejects by reason, licences, attribution) of a built corpus's report.json."""
+    from engine import paths
+
+    if corpus:
+        paths.check(corpus, "corpus")  # in the web app: inside its allowed roots
     path = Path(corpus or "") / "report.json"
     if not path.is_file():
         raise ValueError(f"corpus={corpus!r} is not a built corpus (no report.json)")
