@@ -220,12 +220,17 @@ def _check(a) -> int:
 def _date(a) -> int:
     from evals.dating import date, date_jsonl
 
-    if a.corpus is None and (a.cv or a.jsonl or a.text is not None):
+    if a.corpus is None and (a.cv or a.test or a.jsonl or a.text is not None):
         raise ValueError("date needs --corpus DIR (a built corpus: the dating model is fitted on its train split)")
     if a.cv:
         from evals.dating_cv import cross_validate
 
         print(json.dumps(cross_validate(a.corpus, folds=a.folds), indent=1))
+        return 0
+    if a.test:
+        from evals.dating_cv import held_out_split
+
+        print(json.dumps(held_out_split(a.corpus, "test"), indent=1))
         return 0
     if (a.jsonl and a.out) or (not a.jsonl and a.text is not None):
         _prepared(f"date: loading the dating model of {a.corpus} (fitted on its train split and cached on first use)",
@@ -396,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", help='output lines {"id", "year", "low", "high"} (with --jsonl)')
     d.add_argument("--corpus", help="built corpus the dating model is fitted on (required)")
     d.add_argument("--cv", action="store_true", help="cross-validate the dater on --corpus (author-disjoint folds)")
+    d.add_argument("--test", action="store_true", help="date --corpus's test split by the served (train) model")
     d.add_argument("--folds", type=int, default=10, help="folds for --cv")
     d.set_defaults(func=_date)
     e = sub.add_parser("eval", help="run an evaluation suite on a model; JSON + Markdown report")

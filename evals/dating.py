@@ -6,21 +6,38 @@ The corpus is always explicit (no default folder: `date` without one is a ValueE
 fitted on its train split only, so dating validation or test text is a held-out measurement.
 
 Method: passages of 300 words, at most 20 evenly spaced per source (Pepys and the ELTeC novels must not swamp
-the 5-11 texts of a decade); hashed character 2-4-grams inside word boundaries (case kept: 18th-century
-capitalised Nouns date text) plus lower-cased word unigrams and bigrams, log-count x IDF, L2-normalised; the
-16,384 most widespread buckets kept. Decade-balanced ridge regression onto Gaussian-smoothed decade labels
-(sigma 30 years) gives decade scores; softmax(scores / T) is a distribution over decades (uniform within
-each); the year is its median and the interval its 10th-90th percentiles, T chosen by inner leave-source-out
-folds so that the interval covers 80% of held-out passages. Ridge is solved in the dual (one Cholesky of the
-passage Gram, ~1 s) so that calibration and CV folds are cheap. Leave-source-out CV on the 197-text corpus
-(10 folds, before the splits were by source): MAE 13.8 years (1500s 9.0, 1600s 15.4, 1700s 16.2, 1800s 14.2), coverage 0.80 (0.73-0.85 by
-century); ridge straight onto the year gave MAE 23 (shrinks to the mean), sigma 10 / 20 / 30 gave 15.8 / 14.6
-/ 14.3 (40 passages per source). Standard Ebooks (Pepys, 1800s) and NLTK Shakespeare are modernised, so the
-features carry lexis and function words, not spelling alone; Pepys is still dated ~90 years late.
+the 5-11 texts of a decade), read in two views (evals/dating_features.py): "spelling" (character 2-4-grams
+and word 1-2-grams) and "lexis" (1-2-grams of spelling-blind word skeletons). Per view: log-count x IDF,
+L2-normalised, the 16,384 most widespread buckets kept; decade-balanced ridge regression onto Gaussian-smoothed
+decade labels (sigma 30 years) gives decade scores; softmax(scores / T) is a distribution over decades
+(uniform within each), the year its median and the interval its 10th-90th percentiles, T chosen by inner
+author-disjoint folds so that the interval covers 80% of held-out passages. A text (its passages' scores
+averaged) is dated by the spelling view unless the lexis view's median is more than `gate` years earlier: the
+signature of a modernised edition (early vocabulary, modern spelling). The gate is chosen from
+DatingConfig.gate_years by the inner folds' whole-text error (served model: 30). Ridge is solved in the dual
+(one Cholesky of the passage Gram) so that calibration and CV folds are cheap.
+
+Figures (shipped corpus; evals/dating_cv.py has the per-century/per-archive tables):
+- test split, served model fitted on train (`cli.py date --test`): whole texts MAE 7.2 years (10 texts,
+  median 4, all inside their interval), 300-word passages 13.9 (184; coverage 0.89). The spelling view dated
+  every test text (none is a modernised edition).
+- author-disjoint 10-fold CV over all 197 texts (`cli.py date --cv`): whole texts 12.3 (16.1 with the
+  spelling view alone; the 8 modern-spelling Shakespeare plays 58.6 late instead of 143), passages 18.8.
+Tried on the same CV with a global vocabulary and a fixed T (exploration; whole-text MAE, spelling view alone
+16.0, without the 8 Shakespeare plays 10.8): lexis view alone 15.1 (Shakespeare 60 years late instead of
+139; 13.3 without them); a fixed mix of the two views' scores (lexis weight 0.3 / 0.5 / 0.7) 14.9 / 14.3 / 13.9;
+the gate, fixed at 20 / 30 / 40 years, 13.2 / 12.7 / 12.4; aggregating a text by the median of its passages'
+years 16.3, by summed log-probabilities 16.3 (mean of scores kept); stretching estimates away from the corpus
+middle (x1.05 / x1.1 about 1680) 16.5 / 18.9 (no shrinkage to undo: slope of estimate on truth 0.99); a
+terminus post quem from the dated lexicon (year = max(year, latest first-attested word found by
+evals.anachronism.check, confidence >= 0.5 / 0.9)) 12.9 / 12.6 with the gate at 30 against 12.7 (a split
+"tea" in a 1551 text costs 104 years), so not used. Earlier: ridge straight onto the year 23 (shrinks to the
+mean); sigma 10 / 20 / 30 gave 15.8 / 14.6 / 14.3 (leave-source-out, 40 passages per source).
 
 Bad input never raises for a str: empty text, or text with under MIN_EVIDENCE known features (CJK, binary),
 gets the corpus prior and flag "empty" / "no_evidence"; under 100 words the flag is "short" (dated; CV on
-60-word snippets: MAE 22, coverage 0.81). Long text is sampled (16 passages), so 10 MB costs ~1 MB.
+60-word snippets: MAE 27.3, coverage 0.83, author-disjoint folds). Long text is sampled (16 passages), so 10 MB
+costs ~1 MB.
 """
 from __future__ import annotations
 
@@ -28,11 +45,8 @@ import hashlib
 import json
 import math
 import os
-import re
 import tempfile
 import time
-import unicodedata
-import zlib
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -41,21 +55,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from engine.corpus_io import SPLITS, iter_documents, load_report
-from engine.normalize import normalize as normalize_text
+from engine.corpus_io import load_report
+from evals.dating_features import VIEWS, author_groups, corpus_passages, hash_views, text_passages
 
 FIT_SPLITS = ("train",)  # the served model never sees validation or test text
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: two views (spelling, lexis) and the gate
 FLAGS = (None, "short", "empty", "no_evidence")
 MIN_EVIDENCE = 10  # distinct known features below which a text is dated by the prior (CJK, binary noise)
-
-_FNV, _GOLD = np.uint64(0x100000001B3), np.uint64(0x9E3779B97F4A7C15)
-_GAP = re.compile(r"\u3008[^\u3009]*\u3009")  # the corpus's gap marker for illegible text: not language
-_DASH = re.compile(r"[\u2010-\u2015\u2212\u2e3a\u2e3b]|-{2,}")  # SE "—" vs NLTK "--": a typesetting habit
-# ELTeC prints apostrophes as U+00B4 (7,031 of them): a source habit the model must not learn as a date.
-_PUNCT = str.maketrans({"\u2019": "'", "\u2018": "'", "\u00b4": "'", "`": "'", "\u02bc": "'",
-                        "\u201c": '"', "\u201d": '"', "\u00ad": None})
-_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
 
 
 @dataclass(frozen=True)
@@ -71,103 +77,31 @@ class DatingConfig:
     label_sigma: float = 30.0
     coverage: float = 0.8
     calibration_folds: int = 5
+    lexis_features: int = 16384       # the lexis view's kept buckets (1,000 / 4,000 unigrams: MAE 15.3 / 14.9)
+    # Gates tried by the inner folds (years the lexis view must date a text before the spelling view for it
+    # to be used); 1000 = never. Exploration, outer CV with a fixed gate (whole texts, an earlier skeleton):
+    # 10 / 20 / 30 / 40 / 60 / 80 / never gave MAE 13.8 / 13.3 / 12.9 / 12.9 / 13.5 / 14.5 / 16.0.
+    gate_years: tuple[int, ...] = (10, 20, 30, 40, 60, 80, 1000)
 
     def __post_init__(self):
+        object.__setattr__(self, "gate_years", tuple(self.gate_years))  # a list after a JSON round trip
+        if not self.gate_years or not all(isinstance(g, int) and 0 <= g <= 1000 for g in self.gate_years):
+            raise ValueError(f"DatingConfig.gate_years={self.gate_years!r} must be a non-empty list of integers "
+                             f"in [0, 1000]")
         ranges = {"passage_words": (20, 5000), "min_passage_words": (1, self.passage_words),
                   "max_passages_per_source": (1, 100000), "max_text_passages": (1, 1000),
                   "char_ngram_max": (2, 8), "hash_bits": (10, 26), "features": (16, 1 << 22),
                   "ridge": (1e-6, 1e6), "label_sigma": (1.0, 500.0), "coverage": (0.05, 0.99),
-                  "calibration_folds": (2, 100)}
+                  "calibration_folds": (2, 100), "lexis_features": (16, 1 << 22)}
         for name, (lo, hi) in ranges.items():
             v = getattr(self, name)
             if not lo <= v <= hi:
                 raise ValueError(f"DatingConfig.{name}={v!r} is outside the allowed range [{lo}, {hi}]")
 
 
-def normalize(text: str) -> str:
-    """NFKC (long s -> s, ligatures), straight quotes, one dash, no gap markers."""
-    return _DASH.sub("-", _GAP.sub(" ", unicodedata.normalize("NFKC", text).translate(_PUNCT)))
-
-
-@lru_cache(maxsize=1 << 17)  # bounded: graders pass arbitrary text
-def _word_hash(word: str) -> int:
-    return zlib.crc32(word.encode("utf-8", "replace"))
-
-
-def hash_passage(tokens: list[str], cfg: DatingConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Whitespace tokens -> (sorted hash buckets, counts). Character n-grams stay inside " token " as in
-    scikit-learn's char_wb; the hashes are FNV-style on code points, stable across runs and machines."""
-    s = " " + "  ".join(tokens) + " "
-    codes = np.frombuffer(s.encode("utf-32-le", "replace"), dtype=np.uint32).astype(np.uint64)
-    space = codes == 32
-    spaces_before = np.concatenate([[0], np.cumsum(space)])
-    parts = []
-    with np.errstate(over="ignore"):
-        for n in range(2, cfg.char_ngram_max + 1):
-            m = len(codes) - n + 1
-            if m <= 0:
-                continue
-            ok = spaces_before[n - 1:n - 1 + m] == spaces_before[1:1 + m]  # no space inside the n-gram
-            if n == 2:
-                ok &= ~(space[:m] & space[1:1 + m])  # the gap between two padded tokens
-            h = np.full(m, np.uint64(7919 * n), dtype=np.uint64)
-            for k in range(n):
-                h = (h ^ codes[k:k + m]) * _FNV
-            parts.append(h[ok])
-        words = _WORD.findall(" ".join(tokens).lower())
-        wh = np.array([_word_hash(w) for w in words], dtype=np.uint64)
-        parts.append((wh + np.uint64(1)) * _FNV * _FNV)
-        parts.append(((wh[:-1] * _FNV) ^ wh[1:]) * _FNV + np.uint64(12345))
-        buckets = np.sort(((np.concatenate(parts) * _GOLD) >> np.uint64(64 - cfg.hash_bits)).astype(np.int64))
-    starts = np.flatnonzero(np.diff(buckets, prepend=-1))  # sort-based unique: 3x np.unique's time here
-    return buckets[starts], np.diff(starts, append=len(buckets))
-
-
-def _windows(tokens: list[str], cfg: DatingConfig) -> list[list[str]]:
-    w = cfg.passage_words
-    return [tokens[i:i + w] for i in range(0, len(tokens), w) if len(tokens[i:i + w]) >= cfg.min_passage_words]
-
-
-def _evenly(n: int, k: int) -> np.ndarray:
-    return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int)) if n else np.zeros(0, int)
-
-
-def corpus_passages(corpus_dir: str | Path, cfg: DatingConfig, splits: tuple[str, ...] = SPLITS) -> list[dict]:
-    """Up to max_passages_per_source evenly spaced passages per source of the given splits, each with its
-    source_id, year, archive ("source") and author. Two passes over the shards so only the chosen passages
-    are held."""
-    counts: dict[str, list[int]] = {}
-    for split in splits:
-        for d in iter_documents(corpus_dir, split):
-            counts.setdefault(d["source_id"], []).append(len(_windows(d["text"].split(), cfg)))
-    chosen = {sid: set(_evenly(sum(c), cfg.max_passages_per_source).tolist()) for sid, c in counts.items()}
-    seen = {sid: 0 for sid in counts}
-    out = []
-    for split in splits:
-        for d in iter_documents(corpus_dir, split):
-            sid = d["source_id"]
-            for win in _windows(d["text"].split(), cfg):
-                if seen[sid] in chosen[sid]:
-                    out.append({"source_id": sid, "year": int(d["year"]), "source": d.get("source"),
-                                "author": d.get("author"), "tokens": normalize(" ".join(win)).split()})
-                seen[sid] += 1
-    return out
-
-
-def text_passages(text: str, cfg: DatingConfig) -> tuple[list[list[str]], int]:
-    """(passages, words) of an input text; past max_text_passages passages, evenly spaced character slices
-    are taken (their cut first/last tokens dropped) so memory does not grow with the text."""
-    span = cfg.passage_words * 12  # chars per slice: ~6 chars a word in the corpus, with room to spare
-    if len(text) > span * cfg.max_text_passages * 2:
-        starts = np.linspace(0, len(text) - span, cfg.max_text_passages).astype(int)
-        passages = [p for s in starts  # engine/normalize.py per slice: memory stays flat
-                    if (p := normalize(normalize_text(text[s:s + span])).split()[1:-1][:cfg.passage_words])]
-        return passages, sum(map(len, passages))
-    tokens = normalize(normalize_text(text)).split()  # read as the corpus was (vv, long s, mojibake)
-    wins = [tokens[i:i + cfg.passage_words] for i in range(0, len(tokens), cfg.passage_words)]
-    if len(wins) > 1 and len(wins[-1]) < cfg.min_passage_words:
-        wins = wins[:-1]
-    return [wins[i] for i in _evenly(len(wins), cfg.max_text_passages)], len(tokens)
+def hash_text(tokens: list[str], cfg: DatingConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{view: (hash buckets, counts)} of one passage's tokens (evals/dating_features.py)."""
+    return hash_views(tokens, cfg.char_ngram_max, cfg.hash_bits)
 
 
 def _rows(hashed, vocab: np.ndarray, idf: np.ndarray):
@@ -231,11 +165,16 @@ def _calibrate(s: np.ndarray, years: np.ndarray, decades: np.ndarray, cov: float
 
 
 class DatingModel:
-    """Kept hash buckets, their IDF, ridge weights onto decades, the calibrated temperature and the prior."""
+    """Per view (VIEWS): kept hash buckets, their IDF, ridge weights onto decades and a calibrated temperature;
+    the gate (years of disagreement past which the lexis view dates a text) and the prior."""
 
-    def __init__(self, config: DatingConfig, vocab, idf, weights, decades, prior, temperature: float, meta: dict):
-        self.config, self.vocab, self.idf, self.weights = config, vocab, idf, weights
-        self.decades, self.prior, self.temperature, self.meta = decades, prior, float(temperature), meta
+    def __init__(self, config: DatingConfig, views: dict, decades, prior, gate: float, meta: dict):
+        self.config, self.views, self.decades, self.prior = config, views, decades, prior
+        self.gate, self.meta = float(gate), meta
+
+    @property
+    def temperature(self) -> float:
+        return self.views["spelling"]["temperature"]
 
     @classmethod
     def fit(cls, corpus_dir: str | Path, config: DatingConfig | None = None,
@@ -245,56 +184,55 @@ class DatingModel:
         if not ps:
             raise ValueError(f"corpus {corpus_dir} has no passage of {cfg.min_passage_words}+ words in split(s) "
                              f"{', '.join(splits)} to fit the dating model on")
-        model = cls.fit_passages([hash_passage(p["tokens"], cfg) for p in ps], np.array([p["year"] for p in ps]),
-                                 [p["source_id"] for p in ps], cfg)
+        group_of = author_groups({p["source_id"]: p.get("author") for p in ps})
+        model = cls.fit_passages([hash_text(p["tokens"], cfg) for p in ps], np.array([p["year"] for p in ps]),
+                                 [group_of[p["source_id"]] for p in ps], cfg, [p["source_id"] for p in ps])
         model.meta.update(corpus_fingerprint=load_report(corpus_dir).get("fingerprint"), splits=list(splits),
                           train_seconds=round(time.time() - t0, 1))
         return model
 
     @classmethod
-    def fit_passages(cls, hashed: list, years: np.ndarray, groups: list[str], cfg: DatingConfig) -> "DatingModel":
-        """Fit on hashed passages; `groups` (source ids) define the inner folds that calibrate T."""
+    def fit_passages(cls, hashed: list[dict], years: np.ndarray, groups: list[str], cfg: DatingConfig,
+                     sources: list[str] | None = None) -> "DatingModel":
+        """Fit on hashed passages ({view: (buckets, counts)}). `groups` (author groups) define the inner folds
+        that calibrate each view's temperature and choose the gate; `sources` (default: groups) say which
+        passages are one text, since the gate is chosen by the inner folds' whole-text error."""
         if len(set(groups)) < cfg.calibration_folds:
             raise ValueError(f"need at least calibration_folds={cfg.calibration_folds} sources, got {len(set(groups))}")
         years = np.asarray(years, dtype=np.int64)
         decades = np.arange(years.min() // 10 * 10, years.max() // 10 * 10 + 1, 10)
-        df = np.bincount(np.concatenate([b for b, _ in hashed]), minlength=1 << cfg.hash_bits)
-        top = np.argsort(-df, kind="stable")[:cfg.features]
-        vocab = np.sort(top[df[top] >= 2])  # a bucket seen in one passage cannot generalise
-        idf = (np.log((1 + len(hashed)) / (1 + df[vocab])) + 1).astype(np.float32)
-        n, rows = len(hashed), _rows(hashed, vocab, idf)
-        gram = torch.zeros(n, n)
-        for xb in _blocks(rows, n, len(vocab)):
-            gram.addmm_(xb, xb.T)
         dec_of = np.searchsorted(decades, years // 10 * 10)
         weight = 1.0 / np.bincount(dec_of, minlength=len(decades))[dec_of]  # each decade weighs the same
-        weight = weight / weight.mean()
         target = np.exp(-0.5 * ((years[:, None] - decades[None, :] - 5) / cfg.label_sigma) ** 2)
         target = torch.from_numpy((target / target.sum(1, keepdims=True)).astype(np.float32))
-        damp = torch.from_numpy((cfg.ridge / weight).astype(np.float32))
-
-        def solve(idx):
-            i = torch.from_numpy(idx)
-            a = gram[i][:, i] + torch.diag(damp[i])
-            return torch.cholesky_solve(target[i], torch.linalg.cholesky(a))
-
-        folds, held = _source_folds(groups, years, cfg.calibration_folds), np.zeros((n, len(decades)), np.float32)
-        for f in range(cfg.calibration_folds):
-            tr, te = np.where(folds != f)[0], np.where(folds == f)[0]
-            held[te] = (gram[torch.from_numpy(te)][:, torch.from_numpy(tr)] @ solve(tr)).numpy()
-        temperature = _calibrate(held, years, decades, cfg.coverage)
-        alpha = solve(np.arange(n))
-        weights = torch.cat([xb.T @ alpha for xb in _blocks(rows, n, len(vocab))]).numpy()  # primal w = X^T a
+        damp = torch.from_numpy((cfg.ridge / (weight / weight.mean())).astype(np.float32))
+        folds = _source_folds(groups, years, cfg.calibration_folds)
+        views, held = {}, {}
+        for view in VIEWS:
+            views[view], held[view] = _fit_view([h[view] for h in hashed], years, decades, target, damp, folds,
+                                                cfg, cfg.features if view == "spelling" else cfg.lexis_features)
+        text_of = np.unique(np.asarray(sources if sources is not None else groups), return_inverse=True)[1]
+        text_scores = {v: np.stack([held[v][text_of == t].mean(0) for t in range(text_of.max() + 1)]) for v in VIEWS}
+        text_years = np.array([years[text_of == t][0] for t in range(text_of.max() + 1)])
+        errors = [float(np.abs(_choose(views, text_scores, decades, gate, [0.5])[0][:, 0].round() - text_years).mean())
+                  for gate in cfg.gate_years]
+        best = min(range(len(errors)), key=lambda i: (round(errors[i], 6), -cfg.gate_years[i]))  # ties: the wider
         prior = np.bincount(dec_of, minlength=len(decades)).astype(np.float64)
-        return cls(cfg, vocab, idf, weights.astype(np.float32), decades, prior / prior.sum(), temperature,
-                   {"passages": n, "sources": len(set(groups))})
+        return cls(cfg, views, decades, prior / prior.sum(), cfg.gate_years[best],
+                   {"passages": len(hashed), "sources": len(set(sources or groups)), "author_groups": len(set(groups)),
+                    "inner_text_mae_by_gate": dict(zip(map(str, cfg.gate_years), [round(e, 2) for e in errors]))})
 
-    def scores(self, hashed: list) -> np.ndarray:
-        """Decade scores (passages x decades) of hashed passages."""
-        r, c, v = _rows(hashed, self.vocab, self.idf)
-        n = len(hashed)
-        bounds = np.searchsorted(r, np.arange(n + 1))  # _rows emits rows in order
-        return np.stack([v[a:b] @ self.weights[c[a:b]] for a, b in zip(bounds[:-1], bounds[1:])])
+    def scores(self, hashed: list, view: str = "spelling") -> np.ndarray:
+        """Decade scores (passages x decades) of one view's hashed passages."""
+        v = self.views[view]
+        r, c, x = _rows(hashed, v["vocab"], v["idf"])
+        bounds = np.searchsorted(r, np.arange(len(hashed) + 1))  # _rows emits rows in order
+        return np.stack([x[a:b] @ v["weights"][c[a:b]] for a, b in zip(bounds[:-1], bounds[1:])])
+
+    def estimate(self, scores: dict[str, np.ndarray], qs=None) -> tuple[np.ndarray, np.ndarray]:
+        """(quantiles qs [default: median, low, high], lexis chosen?) of rows of decade scores {view: n x D}."""
+        c = self.config.coverage
+        return _choose(self.views, scores, self.decades, self.gate, qs or [0.5, (1 - c) / 2, (1 + c) / 2])
 
     def _summary(self, p: np.ndarray) -> dict:
         c = self.config.coverage
@@ -304,28 +242,35 @@ class DatingModel:
 
     def date(self, text: str) -> dict:
         """{"year", "low", "high", "interval", "decade_probs", "words" (read: a sample of long texts),
-        "passages", "flag"}; see FLAGS."""
+        "passages", "view" (the view that dated it), "flag"}; see FLAGS."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         passages, words = text_passages(text, self.config)
-        hashed = [hash_passage(p, self.config) for p in passages]
+        hashed = [hash_text(p, self.config) for p in passages]
         base = {"words": words, "passages": len(passages)}
-        if not passages or len(_rows(hashed, self.vocab, self.idf)[0]) < MIN_EVIDENCE:
-            return {**self._summary(self.prior), **base, "flag": "empty" if not passages else "no_evidence"}
-        p = _softmax(self.scores(hashed).mean(0, keepdims=True), self.temperature)[0]
-        return {**self._summary(p), **base, "flag": "short" if words < self.config.min_passage_words else None}
+        spelling = [h["spelling"] for h in hashed]
+        if not passages or len(_rows(spelling, self.views["spelling"]["vocab"], self.views["spelling"]["idf"])[0]) \
+                < MIN_EVIDENCE:
+            return {**self._summary(self.prior), **base, "view": None,
+                    "flag": "empty" if not passages else "no_evidence"}
+        s = {v: self.scores([h[v] for h in hashed], v).mean(0, keepdims=True) for v in VIEWS}
+        view = "lexis" if self.estimate(s)[1][0] else "spelling"
+        p = _softmax(s[view], self.views[view]["temperature"])[0]
+        return {**self._summary(p), **base, "view": view,
+                "flag": "short" if words < self.config.min_passage_words else None}
 
     def save(self, path: str | Path) -> Path:
         """Folder with dating.safetensors and dating.json (written last, holding the tensors' sha256)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        tensors = {"vocab": self.vocab, "idf": self.idf, "weights": self.weights, "decades": self.decades,
-                   "prior": self.prior}
+        tensors = {"decades": self.decades, "prior": self.prior}
+        tensors.update({f"{v}.{k}": self.views[v][k] for v in VIEWS for k in ("vocab", "idf", "weights")})
         blob = path / "dating.safetensors"
         _atomic(blob, lambda tmp: save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in
                                              tensors.items()}, tmp))
-        meta = {"format_version": FORMAT_VERSION, "config": asdict(self.config), "temperature": self.temperature,
-                "meta": self.meta, "sha256": hashlib.sha256(blob.read_bytes()).hexdigest()}
+        meta = {"format_version": FORMAT_VERSION, "config": asdict(self.config), "gate": self.gate,
+                "temperatures": {v: self.views[v]["temperature"] for v in VIEWS}, "meta": self.meta,
+                "sha256": hashlib.sha256(blob.read_bytes()).hexdigest()}
         _atomic(path / "dating.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
         return path
 
@@ -339,8 +284,43 @@ class DatingModel:
         if hashlib.sha256(blob.read_bytes()).hexdigest() != meta["sha256"]:
             raise ValueError(f"{blob} does not match the sha256 in dating.json (interrupted or mixed write)")
         t = {k: v.numpy() for k, v in load_file(blob).items()}
-        return cls(DatingConfig(**meta["config"]), t["vocab"], t["idf"], t["weights"], t["decades"], t["prior"],
-                   meta["temperature"], meta["meta"])
+        views = {v: {"vocab": t[f"{v}.vocab"], "idf": t[f"{v}.idf"], "weights": t[f"{v}.weights"],
+                     "temperature": meta["temperatures"][v]} for v in VIEWS}
+        return cls(DatingConfig(**meta["config"]), views, t["decades"], t["prior"], meta["gate"], meta["meta"])
+
+
+def _fit_view(hashed: list, years, decades, target, damp, folds, cfg: DatingConfig, features: int):
+    """One view's ridge model ({vocab, idf, weights, temperature}) and its inner held-out decade scores."""
+    df = np.bincount(np.concatenate([b for b, _ in hashed]), minlength=1 << cfg.hash_bits)
+    top = np.argsort(-df, kind="stable")[:features]
+    vocab = np.sort(top[df[top] >= 2])  # a bucket seen in one passage cannot generalise
+    idf = (np.log((1 + len(hashed)) / (1 + df[vocab])) + 1).astype(np.float32)
+    n, rows = len(hashed), _rows(hashed, vocab, idf)
+    gram = torch.zeros(n, n)
+    for xb in _blocks(rows, n, len(vocab)):
+        gram.addmm_(xb, xb.T)
+
+    def solve(idx):
+        i = torch.from_numpy(idx)
+        return torch.cholesky_solve(target[i], torch.linalg.cholesky(gram[i][:, i] + torch.diag(damp[i])))
+
+    held = np.zeros((n, len(decades)), np.float32)
+    for f in range(cfg.calibration_folds):
+        tr, te = np.where(folds != f)[0], np.where(folds == f)[0]
+        held[te] = (gram[torch.from_numpy(te)][:, torch.from_numpy(tr)] @ solve(tr)).numpy()
+    alpha = solve(np.arange(n))
+    weights = torch.cat([xb.T @ alpha for xb in _blocks(rows, n, len(vocab))]).numpy()  # primal w = X^T a
+    return {"vocab": vocab, "idf": idf, "weights": weights.astype(np.float32),
+            "temperature": _calibrate(held, years, decades, cfg.coverage)}, held
+
+
+def _choose(views: dict, scores: dict, decades: np.ndarray, gate: float, qs) -> tuple[np.ndarray, np.ndarray]:
+    """Quantiles qs of each row's distribution, from the lexis view where its median is more than `gate`
+    years before the spelling view's (a modernised edition: early vocabulary, modern spelling), else from
+    the spelling view. -> (n x len(qs), lexis chosen?)"""
+    q = {v: _quantiles(_softmax(scores[v], views[v]["temperature"]), decades, [0.5, *qs]) for v in VIEWS}
+    lexis = q["spelling"][:, 0] - q["lexis"][:, 0] > gate
+    return np.where(lexis[:, None], q["lexis"][:, 1:], q["spelling"][:, 1:]), lexis
 
 
 def _atomic(path: Path, write) -> None:

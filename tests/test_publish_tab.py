@@ -13,7 +13,7 @@ from huggingface_hub import constants
 
 from engine import hub
 from hub_standin import StandIn, new_state
-from test_app_browser import ARGS, CHROMIUM, SHOTS
+from test_app_browser import SHOTS
 
 WRITE = "hf_TABwriteTABwrite00001"
 OAUTH = "hf_oauth_VISITORvisitor0002"
@@ -112,24 +112,18 @@ def test_on_a_space_visitors_never_publish_with_the_owners_hf_token(app_run, sta
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_browser_preview_shows_the_card(app_url, app_run):
-    if not CHROMIUM.exists():
-        pytest.skip(f"browser: no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        pg = b.new_page(viewport={"width": 1500, "height": 1100})
-        pg.set_default_timeout(120_000)
-        pg.goto(app_url)
-        pg.get_by_role("tab", name="Publish").click()
-        pg.locator("#pub-repo textarea, #pub-repo input").first.fill("anno-org/tiny-preview")
-        pg.locator("#pub-token input").fill(WRITE)
-        pg.locator("#pub-preview").click()
-        pg.wait_for_function("document.querySelector('#pub-card').innerText.includes('library_name')")
-        assert "model.safetensors" in pg.locator("#pub-files").inner_text()
-        assert WRITE not in pg.locator("#pub-card").inner_text()
-        assert pg.locator("#pub-token input").get_attribute("type") == "password"
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        pg.screenshot(path=str(SHOTS / "test_publish_tab_preview.png"), full_page=True)
-        b.close()
+def test_browser_preview_shows_the_card(app_url, app_run, browser):
+    pg = browser.new_page(viewport={"width": 1500, "height": 1100})
+    pg.set_default_timeout(120_000)
+    pg.goto(app_url)
+    pg.get_by_role("tab", name="Publish").click()
+    pg.locator("#pub-repo textarea, #pub-repo input").first.fill("anno-org/tiny-preview")
+    pg.locator("#pub-token input").fill(WRITE)
+    pg.locator("#pub-preview").click()
+    pg.wait_for_function("document.querySelector('#pub-card').innerText.includes('library_name')")
+    assert "model.safetensors" in pg.locator("#pub-files").inner_text()
+    assert WRITE not in pg.locator("#pub-card").inner_text()
+    assert pg.locator("#pub-token input").get_attribute("type") == "password"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SHOTS / "test_publish_tab_preview.png"), full_page=True)
+    pg.close()
