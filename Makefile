@@ -8,7 +8,7 @@ WORKERS ?= 2
 TOK     ?= runs/tok8k
 RUN     ?= runs/tiny
 
-.PHONY: install demo app corpus model test test-ray test-all bench clean export-check fuzz
+.PHONY: install demo app corpus model test test-ray test-long test-all bench clean export-check fuzz
 
 # Reinstall only when requirements.txt changes (the stamp is newer than it otherwise).
 $(VENV)/.installed: requirements.txt
@@ -61,8 +61,11 @@ test: install
 test-ray: install
 	$(BIN)/python -m pytest -q --run-ray tests/test_corpus_ray.py
 
+test-long: install
+	$(BIN)/python -m pytest -q --run-long tests/reliability/test_crash.py
+
 test-all: install
-	$(BIN)/python -m pytest -q --run-gpu --run-network --run-ray
+	$(BIN)/python -m pytest -q --run-gpu --run-network --run-ray --run-long
 
 # llama.cpp parity of the GGUF export: llama-cpp-python compiles llama.cpp from source (not in requirements.txt:
 # 78 minutes measured on the shared 2-core machine at load average ~20, 2 jobs; far less on an idle one), then the parity test runs instead of skipping.

@@ -221,7 +221,8 @@ def _client_of(port: int, proc: subprocess.Popen, timeout: float = 180):
 def test_sigkill_of_the_app_server_leaves_the_job_running_and_shown(tiny_corpus, tiny_tokenizer, tmp_path):
     from training.loop import train
 
-    env = {**os.environ, "ANNO_JOBS_DIR": str(tmp_path / "jobs")}
+    # `python app.py` confines visitors' paths (engine/paths.py): the tokenizer lives outside its default roots
+    env = {**os.environ, "ANNO_JOBS_DIR": str(tmp_path / "jobs"), "ANNO_ALLOWED_ROOTS": str(tiny_tokenizer)}
     kw = train_kw(tiny_corpus, tiny_tokenizer, tmp_path / "run", max_steps=40)
     servers = []
     try:

@@ -25,6 +25,7 @@ def test_kill_plan_is_seeded_and_has_a_checkpoint_kill():
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_five_kills_resume_bit_identical(tiny_corpus, tiny_tokenizer, tmp_path):
     r = run_crash_harness(tmp_path, kills=5, seed=0, corpus=tiny_corpus, tokenizer=tiny_tokenizer, control=True)
     assert r["config"]["dropout"] > 0
@@ -35,6 +36,7 @@ def test_five_kills_resume_bit_identical(tiny_corpus, tiny_tokenizer, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_job_killed_mid_checkpoint_resumes_bit_identical(tiny_corpus, tiny_tokenizer, tmp_path):
     """What tests/test_jobs.py's detached-job lifecycle does not cover: dropout on, and the job's process
     SIGKILLed while it writes a checkpoint; J.resume then finishes it with the uninterrupted job's weights."""
