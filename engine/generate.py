@@ -37,6 +37,12 @@ def _is_real(v) -> bool:
     return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
+# Below this, logits / temperature overflows float32 (logits of ~30 over 1e-50 is inf, and softmax of inf - inf is
+# NaN: torch.multinomial then raised; found by tests/reliability/test_fuzz.py, 2026-11-30). 0.001 keeps a 1e4
+# margin and is far below any temperature anyone samples with; 0 is greedy.
+MIN_TEMPERATURE = 1e-3
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     """Decoding settings. temperature 0 is greedy (top_k/top_p then play no part); top_k 0 and top_p 1 and
@@ -66,9 +72,10 @@ class GenerationConfig:
         n = self.max_new_tokens
         if not _is_int(n) or n < 1 or (context is not None and n > context):
             raise ValueError(f"GenerationConfig.max_new_tokens={n!r}: must be an integer in [1, {hi}]")
-        if not _is_real(self.temperature) or self.temperature < 0:
+        if not _is_real(self.temperature) or self.temperature < 0 or 0 < self.temperature < MIN_TEMPERATURE:
             raise ValueError(
-                f"GenerationConfig.temperature={self.temperature!r}: must be a number >= 0 (0 = greedy)"
+                f"GenerationConfig.temperature={self.temperature!r}: must be 0 (greedy) or a number >= "
+                f"{MIN_TEMPERATURE}"
             )
         if not _is_int(self.top_k) or self.top_k < 0:
             raise ValueError(f"GenerationConfig.top_k={self.top_k!r}: must be an integer >= 0 (0 = off)")

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.generate import Finished, GenerationConfig, StreamEvent, TextDelta
+from engine.generate import MIN_TEMPERATURE, Finished, GenerationConfig, StreamEvent, TextDelta
 from engine.loading import MODELS, Loaded, resolve_model_path
 
 PRECISIONS = ("fp32", "int8-cpu", "bnb-int8", "bnb-nf4")
@@ -89,7 +89,9 @@ def request_config(prompt, year, lock_year=None, max_new_tokens=200, temperature
     lock_year = parse_int("lock_year", lock_year, *LOCK_RANGE, optional=True)
     hi = context or 4096
     max_new_tokens = parse_int("max_new_tokens", max_new_tokens, 1, hi)
-    temperature = _float("temperature", temperature, 0.0, 5.0, "[0, 5] (0 = greedy)")
+    temperature = _float("temperature", temperature, 0.0, 5.0, f"[{MIN_TEMPERATURE}, 5], or 0 (greedy)")
+    if 0 < temperature < MIN_TEMPERATURE:  # logits / temperature would overflow (engine/generate.py)
+        raise RequestError(f"temperature={temperature!r}: must be a number in [{MIN_TEMPERATURE}, 5], or 0 (greedy)")
     top_k = parse_int("top_k", top_k, 0, 100_000)
     top_p = _float("top_p", top_p, 1e-6, 1.0, "(0, 1] (1 = off)")
     seed = parse_int("seed", seed, 0, 2**63 - 1, optional=True)

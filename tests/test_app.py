@@ -115,7 +115,7 @@ def test_check_date_profile(client):
     (dict(prompt="x" * 100_000), "the limit is 20,000"),
     (dict(year="abc"), "year='abc': must be an integer in [1500, 1859]"),
     (dict(year=3000), "year=3000: must be an integer in [1500, 1859]"),
-    (dict(temperature=-1), "temperature=-1: must be a number in [0, 5]"),
+    (dict(temperature=-1), "temperature=-1: must be a number in [0.001, 5], or 0 (greedy)"),
     (dict(max_new_tokens=10**6), "max_new_tokens=1000000: must be an integer in [1, 128]"),
     (dict(model="nobody/no-such-model-here"), "model="),
     (dict(lock_year=99), "lock_year=99: must be an integer in [1500, 2100]"),
