@@ -17,6 +17,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-dev-shm-usage"]
 
 
+def api_client(url: str):
+    """A gradio_client Client that reuses one TLS context: by default gradio_client builds a new httpx client per
+    request and httpx a new TLS context for each, ~50 ms of CPU here even for http:// (benchmarks/app.py)."""
+    import ssl
+
+    from gradio_client import Client
+
+    return Client(url, verbose=False, analytics_enabled=False, ssl_verify=ssl.create_default_context())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

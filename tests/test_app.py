@@ -16,9 +16,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def client(app_url):
-    from gradio_client import Client
+    from app_fixtures import api_client
 
-    return Client(app_url, verbose=False, analytics_enabled=False)
+    return api_client(app_url)
 
 
 def test_named_endpoints_with_python_parameter_names(client):
@@ -66,14 +66,14 @@ def test_same_seed_same_text_and_lock_year_accepted(client):
 
 
 def test_four_concurrent_clients_get_their_solo_text(client, app_url):
-    from gradio_client import Client
+    from app_fixtures import api_client
 
     prompts = ["The king", "Upon the river", "The merchant sayd", "In the church of"]
     solo = [client.predict(prompt=p, year=1600 + 50 * i, max_new_tokens=30, temperature=0.7, seed=i,
                            api_name="/generate") for i, p in enumerate(prompts)]
 
     def one(i):
-        c = Client(app_url, verbose=False, analytics_enabled=False)
+        c = api_client(app_url)
         return list(c.submit(prompt=prompts[i], year=1600 + 50 * i, max_new_tokens=30, temperature=0.7, seed=i,
                              api_name="/generate"))[-1]
 

@@ -28,9 +28,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def client(app_url, jobs_dir):
-    from gradio_client import Client
+    from app_fixtures import api_client
 
-    return Client(app_url, verbose=False, analytics_enabled=False)
+    return api_client(app_url)
 
 
 def train_kw(tiny_corpus, tiny_tokenizer, out, **kw) -> dict:
@@ -184,10 +184,10 @@ def test_stop_resume_equals_an_uninterrupted_run(client, tiny_corpus, tiny_token
 
 def test_two_clients_one_job_list_and_no_second_run_into_one_folder(client, app_url, tiny_corpus, tiny_tokenizer,
                                                                     tmp_path):
-    from gradio_client import Client
+    from app_fixtures import api_client
     from gradio_client.exceptions import AppError
 
-    other = Client(app_url, verbose=False, analytics_enabled=False)
+    other = api_client(app_url)
     kw = train_kw(tiny_corpus, tiny_tokenizer, tmp_path / "run", max_steps=400)
     s = client.predict(**kw, api_name="/train_start")
     with pytest.raises(AppError, match=re.escape(f"out={tmp_path / 'run'} is being written by job {s['id']}")):
@@ -206,13 +206,13 @@ def _serve(port: int, env: dict, corpus: Path, roots: Path) -> subprocess.Popen:
 
 
 def _client_of(port: int, proc: subprocess.Popen, timeout: float = 180):
-    from gradio_client import Client
+    from app_fixtures import api_client
 
     t0 = time.time()
     while time.time() - t0 < timeout:
         assert proc.poll() is None, "the app server exited"
         try:
-            return Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False)
+            return api_client(f"http://127.0.0.1:{port}/")
         except Exception:  # noqa: BLE001  (not listening yet)
             time.sleep(0.5)
     raise AssertionError("the app server did not start")

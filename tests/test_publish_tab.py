@@ -21,9 +21,9 @@ OAUTH = "hf_oauth_VISITORvisitor0002"
 
 @pytest.fixture(scope="module")
 def client(app_url):
-    from gradio_client import Client
+    from app_fixtures import api_client
 
-    return Client(app_url, verbose=False, analytics_enabled=False)
+    return api_client(app_url)
 
 
 def test_publish_endpoints_are_named_with_their_python_parameters(client):

@@ -154,7 +154,7 @@ def _free_port() -> int:
 
 def test_exported_app_starts_and_generates(exported, tmp_path):
     """The exported folder run as the Space runs it (`python app.py`, here on CPU with the repo's venv)."""
-    from gradio_client import Client
+    from app_fixtures import api_client
 
     port = _free_port()
     env = {**os.environ, "ANNO_JOBS_DIR": str(tmp_path / "jobs"), "GRADIO_ANALYTICS_ENABLED": "False",
@@ -169,7 +169,7 @@ def test_exported_app_starts_and_generates(exported, tmp_path):
             assert proc.poll() is None, (tmp_path / "app.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "the exported app did not start in 180 s"
             try:
-                client = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False)
+                client = api_client(f"http://127.0.0.1:{port}/")
             except Exception:  # noqa: BLE001  (not listening yet)
                 time.sleep(1)
         text = client.predict(prompt="It was in the yeare", year=1666, max_new_tokens=12, temperature=0, seed=1,

@@ -108,8 +108,8 @@ class Env:
     @property
     def client(self):
         if "client" not in self._cache:
-            from gradio_client import Client
-            self._cache["client"] = Client(self.app_url, verbose=False, analytics_enabled=False)
+            from app_fixtures import api_client
+            self._cache["client"] = api_client(self.app_url)
         return self._cache["client"]
 
 

@@ -145,9 +145,9 @@ def test_app_roots_cover_what_the_app_offers(tree, tiny_corpus, monkeypatch):
 
 
 def test_the_running_app_refuses_a_path_outside_its_roots(app_url, app_run):
-    from gradio_client import Client
+    from app_fixtures import api_client
 
-    c = Client(app_url, verbose=False, analytics_enabled=False)
+    c = api_client(app_url)
     with paths.confined([app_run.parent]):  # the app runs in this process: what app.main() sets up
         with pytest.raises(Exception, match=r"model='\.\./\.\./etc' is outside the folders"):
             c.predict(prompt="The king", year=1600, max_new_tokens=2, model="../../etc", api_name="/generate")

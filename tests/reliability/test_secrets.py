@@ -66,13 +66,13 @@ def _wait(client, first: dict, api: str, key: str, done=("done", "failed", "stop
 
 
 def test_no_token_in_logs_outputs_records_or_files(app_url, app_run, standin, tmp_path, caplog, capfd):
-    from gradio_client import Client
+    from app_fixtures import api_client
 
     from engine.publish import publish
     from ui import publish_tab
 
     caplog.set_level(logging.DEBUG)
-    c = Client(app_url, verbose=False, analytics_enabled=False)
+    c = api_client(app_url)
     outputs: list = []
     # a background job meanwhile: its record, log and output are scanned (the server's environment has HF_TOKEN)
     job = c.predict(model=str(app_run), method="int8-cpu", out=str(tmp_path / "q"), eval_docs=0, api_name="/quantize")
