@@ -52,23 +52,45 @@ def disk_full_error(target: str | Path, existed: bool, what: str = "") -> DiskFu
                          f"write was removed and {kept}; free some space and run it again")
 
 
-def write_json_atomic(path: str | Path, obj) -> None:
-    """Write obj as JSON to a unique temp file beside path, then rename it over path. Unique per process and
-    thread (mkstemp), so concurrent writers never share a temp file; on any error the temp file is removed."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path, what: str = "") -> Iterator[str]:
+    """Yield the name of a unique temp file beside path (mkstemp: unique per process and thread) for a writer
+    that wants a file name (safetensors' save_file, numpy); when the block ends it is renamed over path. On
+    any error it is removed and path is left as it was; a full disk raises DiskFullError."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     existed = path.exists()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            # ASCII (\u escapes): readers that open it with the locale's encoding still decode it
-            json.dump(obj, f, indent=1, default=str)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these records are read like any other file
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these files are read like any other
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if is_disk_full(e) and not isinstance(e, DiskFullError):
-            raise disk_full_error(path, existed) from e
+            raise disk_full_error(path, existed, what) from e
         raise
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "w", what: str = "") -> Iterator:
+    """Yield a file object (mode "w": UTF-8 text, "wb": bytes) on a temp file beside path; closed, then renamed
+    over path when the block ends (see atomic_path)."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode={mode!r}: must be 'w' or 'wb'")
+    with atomic_path(path, what) as tmp, open(tmp, mode, encoding=None if mode == "wb" else "utf-8") as f:
+        yield f
+
+
+def write_json_atomic(path: str | Path, obj, compact: bool = False) -> None:
+    """Write obj as JSON atomically (atomic_file). ASCII (\\u escapes), so readers that open it with the locale's
+    encoding still decode it; compact: no indentation or spaces (large caches)."""
+    with atomic_file(path) as f:
+        if compact:
+            json.dump(obj, f, separators=(",", ":"), default=str)
+        else:
+            json.dump(obj, f, indent=1, default=str)
 
 
 @contextlib.contextmanager

@@ -14,9 +14,7 @@ from __future__ import annotations
 import bisect
 import gzip
 import hashlib
-import os
 import re
-import tempfile
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Iterable, Mapping
 
+from engine.atomic import atomic_file
 from engine.corpus_io import iter_documents, load_report
 
 VERSION = 2
@@ -239,21 +238,11 @@ def _cache_path(corpus_dir: str | Path, splits: tuple[str, ...], cache_dir: str 
 def save_table(table: FirstSeenTable, path: str | Path) -> None:
     """Gzipped TSV, written atomically: '#' header lines (version, fingerprint, splits, year word totals),
     then key, year, texts, count, caps, early ("year:count,..."), forms ("|"-separated)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8", compresslevel=6) as f:
-            f.write(f"#version\t{VERSION}\n#fingerprint\t{table.fingerprint}\n#splits\t{'+'.join(table.splits)}\n")
-            f.write("#year_words\t" + ",".join(f"{y}:{n}" for y, n in table.year_words) + "\n")
-            for key in sorted(table.rows):
-                f.write(f"{key}\t{table.rows[key]}\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is shared like the corpus it derives from
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8", compresslevel=6) as f:
+        f.write(f"#version\t{VERSION}\n#fingerprint\t{table.fingerprint}\n#splits\t{'+'.join(table.splits)}\n")
+        f.write("#year_words\t" + ",".join(f"{y}:{n}" for y, n in table.year_words) + "\n")
+        for key in sorted(table.rows):
+            f.write(f"{key}\t{table.rows[key]}\n")
 
 
 def read_table(path: str | Path) -> FirstSeenTable:

@@ -18,12 +18,11 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from engine.atomic import atomic_file
 from engine.firstseen import TRAIN_ONLY, FirstSeenTable, first_seen, load_table  # noqa: F401 (re-export)
 from engine.lexicon import DEFAULT_PATH as LEXICON_PATH
 from evals.anachronism_cues import cue_near
@@ -262,26 +261,17 @@ def check_jsonl(in_path: str | Path, out_path: str | Path, config: CheckConfig =
     """Read lines {"id", "text", "year"}; write {"id", "findings": [{start, end, word, year, basis,
     confidence, explanation}]} per line, in order, atomically. Returns the number of records. A bad line
     raises ValueError naming its line number."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=out_path.name, suffix=".tmp")
     n = 0
-    try:
-        with open(in_path, encoding="utf-8") as fin, os.fdopen(fd, "w", encoding="utf-8") as fout:
-            for lineno, line in enumerate(fin, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                    findings = check(rec["text"], rec["year"], config)
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise ValueError(f"{in_path}:line {lineno}: {exc!r} (need keys id, text, year)") from None
-                fout.write(json.dumps({"id": rec.get("id"), "findings": [f.to_dict() for f in findings]},
-                                      ensure_ascii=False) + "\n")
-                n += 1
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with open(in_path, encoding="utf-8") as fin, atomic_file(out_path) as fout:
+        for lineno, line in enumerate(fin, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                findings = check(rec["text"], rec["year"], config)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{in_path}:line {lineno}: {exc!r} (need keys id, text, year)") from None
+            fout.write(json.dumps({"id": rec.get("id"), "findings": [f.to_dict() for f in findings]},
+                                  ensure_ascii=False) + "\n")
+            n += 1
     return n

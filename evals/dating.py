@@ -44,8 +44,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -55,6 +53,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from engine.atomic import atomic_file, atomic_path, write_json_atomic
 from engine.corpus_io import load_report
 from evals.dating_features import VIEWS, author_groups, corpus_passages, hash_views, text_passages
 
@@ -266,12 +265,12 @@ class DatingModel:
         tensors = {"decades": self.decades, "prior": self.prior}
         tensors.update({f"{v}.{k}": self.views[v][k] for v in VIEWS for k in ("vocab", "idf", "weights")})
         blob = path / "dating.safetensors"
-        _atomic(blob, lambda tmp: save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in
-                                             tensors.items()}, tmp))
+        with atomic_path(blob) as tmp:
+            save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}, tmp)
         meta = {"format_version": FORMAT_VERSION, "config": asdict(self.config), "gate": self.gate,
                 "temperatures": {v: self.views[v]["temperature"] for v in VIEWS}, "meta": self.meta,
                 "sha256": hashlib.sha256(blob.read_bytes()).hexdigest()}
-        _atomic(path / "dating.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+        write_json_atomic(path / "dating.json", meta)
         return path
 
     @classmethod
@@ -321,17 +320,6 @@ def _choose(views: dict, scores: dict, decades: np.ndarray, gate: float, qs) -> 
     q = {v: _quantiles(_softmax(scores[v], views[v]["temperature"]), decades, [0.5, *qs]) for v in VIEWS}
     lexis = q["spelling"][:, 0] - q["lexis"][:, 0] > gate
     return np.where(lexis[:, None], q["lexis"][:, 1:], q["spelling"][:, 1:]), lexis
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _cache_dir(corpus_dir: str | Path, cache_dir: str | Path | None) -> Path:
@@ -396,5 +384,6 @@ def date_jsonl(in_path: str | Path, out_path: str | Path, corpus_dir: str | Path
             r = model.date(rec["text"])
             out.append(json.dumps({"id": rec["id"], "year": r["year"], "low": r["low"], "high": r["high"]}))
     out_path = Path(out_path)
-    _atomic(out_path, lambda tmp: Path(tmp).write_text("".join(x + "\n" for x in out), encoding="utf-8"))
+    with atomic_file(out_path) as f:
+        f.write("".join(x + "\n" for x in out))
     return len(out)

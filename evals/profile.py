@@ -16,16 +16,15 @@ import bisect
 import hashlib
 import json
 import numbers
-import os
 import re
 import statistics
-import tempfile
 import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from engine.atomic import write_json_atomic
 from engine.corpus_io import CorpusError, iter_documents, load_report
 from engine.firstseen import WORD_RE
 from engine.normalize import normalize as normalize_text
@@ -355,19 +354,6 @@ def cache_path(corpus_dir: str | Path, cache_dir: str | Path | None = None) -> P
     return base / "profile" / f"{_fingerprint(corpus_dir)}.json"
 
 
-def _write_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
 
 @lru_cache(maxsize=4)
 def _load(corpus_dir: str, fingerprint: str, cache_dir: str | None, cfg: ProfileConfig) -> dict:
@@ -381,7 +367,7 @@ def _load(corpus_dir: str, fingerprint: str, cache_dir: str | None, cfg: Profile
         except (OSError, ValueError):
             pass  # a truncated or foreign cache file is rebuilt below
     data = build_reference(corpus_dir, cfg)
-    _write_atomic(path, data)
+    write_json_atomic(path, data, compact=True)
     return data
 
 

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.atomic import atomic_dir
 from engine.scoring import era_window
 from engine.tokenizer import EOT, era_token, load_tokenizer, tokenizer_hash
 from training.corpus import iter_documents, load_report
@@ -115,11 +114,8 @@ def prepare_tokens(corpus_dir: str | Path, tokenizer_dir: str | Path, cache_dir:
     tok = load_tokenizer(tokenizer_dir)
     vocab = len(tok)
     dtype = np.uint16 if vocab <= 65536 else np.uint32
-    tmp = Path(cache_dir) / f".{key}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     t0 = time.time()
-    try:
+    with atomic_dir(out, f"the token cache {out}") as tmp:
         meta = {"format": FORMAT, "key": key, "corpus": str(corpus_dir), "tokenizer": str(tokenizer_dir),
                 "tokenizer_hash": tokenizer_hash(tokenizer_dir), "vocab_size": vocab, "dtype": np.dtype(dtype).name,
                 "corpus_fingerprint": load_report(corpus_dir)["fingerprint"], "splits": {}}
@@ -137,10 +133,6 @@ def prepare_tokens(corpus_dir: str | Path, tokenizer_dir: str | Path, cache_dir:
             log(f"tokens: {split} {n:,} tokens")
         meta["seconds"] = round(time.time() - t0, 2)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

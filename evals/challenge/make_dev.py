@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
-import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from engine.atomic import atomic_file
 from engine.corpus_io import iter_documents
 from engine.firstseen import WORD_RE, is_latin
 from engine import wordforms
@@ -190,13 +189,9 @@ def make(corpus_dir: str, seed: int = SEED) -> list[dict]:
 
 
 def write(records: list[dict], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_file(out) as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out)
 
 
 def main() -> None:
