@@ -41,8 +41,10 @@ checks equality on fixed prompts and seeds.
 Throughput (2-core shared CPU, 1 torch thread, fp32, greedy, 64 new tokens per stream, best of 3 under load
 from other jobs): runs/tiny/model 359 tok/s for one `stream` vs 1,327 aggregate for 4 streams here (3.7x);
 12x768 random init, vocab 8000: 23.1 vs 45.8 tok/s (2.0x). The 12x768 step is >95% forward, and there
-MKL's sgemm with 4 rows costs ~1.9x its 1-row gemv when the weights stream from memory (24 distinct
-768x3072 matrices: 1.66 vs 0.86 ms each), which caps any batched forward near 2.1x on this machine.
+MKL's sgemm with 4 rows costs 2.7x its one-row product on this AMD EPYC; steps of several rows therefore
+run their large layers on oneDNN-packed weights (engine/fastpath.packed: 1.3x the one-row time). A/B in
+one run (2026-11-30, greedy, 2 threads): 4 streams 38.6 -> 61.7 tok/s aggregate on the 12x768 model, the
+demo model level (443 vs 448; its layers are too small to pack but the lm_head).
 
 Scheduling (fairness): each loop turn (1) drops cancelled rows, (2) prefills every waiting request, oldest
 first, while fewer than max_batch rows run, each producing its first token, then (3) runs one decode step

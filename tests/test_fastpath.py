@@ -103,6 +103,44 @@ def test_batched_rows_equal_each_row_alone(model):
     assert got == alone
 
 
+def test_packed_weights_used_for_several_rows_and_equal_to_unpacked(tok):
+    """Layers of >= PACK_MIN_WEIGHTS weights run several-row steps through oneDNN's packed copy; the logits
+    match the unpacked step up to float rounding and the greedy ids of every row are those of the row alone."""
+    from engine.fastpath import PACK_MIN_WEIGHTS, packed
+
+    torch.manual_seed(1)
+    # c_fc 256x1024 = 2**18 weights: packed; c_attn 256x768 is not
+    cfg = model_config("tiny", len(tok), n_ctx=128, n_embd=256, n_head=4, n_layer=2)
+    m = build_model(cfg, 0, 0, 0).eval()
+    assert m.transformer.h[0].mlp.c_fc.weight.numel() >= PACK_MIN_WEIGHTS > m.transformer.h[0].attn.c_attn.weight.numel()
+    if packed(m.transformer.h[0].mlp.c_fc) is None:
+        pytest.skip("oneDNN is not available in this torch build")
+    lean = LeanGPT2(m, pack=True)
+    assert lean.rows_blocks[0][7] is not lean.blocks[0][7]  # c_fc: packed
+    assert lean.rows_blocks[0][2] is lean.blocks[0][2]  # c_attn: too small, the module's own
+    n = 16
+    alone = [list(generate_ids(m, p, GenerationConfig(max_new_tokens=n, temperature=0), eos_id=-1)) for p in PROMPTS]
+    results = {}
+    for pack in (False, True):
+        rows, got, first = LeanRows(m, pack=pack), [[] for _ in PROMPTS], None
+        with torch.inference_mode():
+            for i, p in enumerate(PROMPTS):
+                t = int(rows.add(p, n).argmax(-1))
+                got[i].append(t)
+                rows.set_next(i, t)
+            for step in range(n - 1):
+                logits = rows.step()
+                first = logits.clone() if first is None else first
+                for i in range(len(PROMPTS)):
+                    t = int(logits[i].argmax(-1))
+                    got[i].append(t)
+                    rows.set_next(i, t)
+        results[pack] = (got, first)
+    assert results[True][0] == alone == results[False][0]
+    diff = (results[True][1] - results[False][1]).abs().max()
+    assert 0 < diff < 1e-4  # a different kernel (not the same op by accident), the same numbers to rounding
+
+
 def test_kv_cache_remove_moves_last_rows_into_holes():
     c = KVCache(n_layer=2, n_head=1, head_dim=1, slots=4, width=3)
     for r in range(4):
