@@ -1,7 +1,7 @@
 """Historical-fidelity benchmark (issue 13's acceptance figures), every one measured on held-out material by
 the library functions that the CLI and the app use; nothing is re-implemented here:
 
-- era fidelity of a model: `evals.probes.era_fidelity` (4 eras x 6 samples x 150 tokens by default): the
+- era fidelity of a model: `evals.probes.era_fidelity` (4 eras x 24 samples x 150 tokens by default): the
   mean error in years of the dater on generations from each era token alone, and each era's mean estimate;
 - the anachronism detector on the challenge test set (`evals/challenge/test.jsonl`: held-out lexicon entries
   planted in test-split passages) - recall and precision - and false findings per 1,000 words on the corpus
@@ -96,7 +96,8 @@ def main() -> None:
     ap.add_argument("--model", default="runs/tiny", help="run folder, model folder or Hub id (era fidelity)")
     ap.add_argument("--corpus", default="data/corpus", help="built corpus with train and test splits")
     ap.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model's own)")
-    ap.add_argument("--samples", type=int, default=6, help="era-fidelity generations per era")
+    ap.add_argument("--samples", type=int, default=24,
+                    help="era-fidelity generations per era (24: with 6 the figure moves ~10 years between seeds)")
     ap.add_argument("--tokens", type=int, default=150, help="era-fidelity tokens per generation")
     ap.add_argument("--cv", action="store_true", help="also the author-disjoint 10-fold dating CV (minutes)")
     a = ap.parse_args()
