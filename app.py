@@ -1,6 +1,6 @@
 """Anno web app: builds the Gradio Blocks from the ui/ tabs and launches it, locally or as a Hugging Face Space
-on ZeroGPU. `python app.py [--model DIR_OR_HUB_ID] [--corpus DIR] [--host 127.0.0.1] [--port 7860]` (port also
-from GRADIO_SERVER_PORT). The only module that imports `spaces`, and it does so before anything that could touch
+on ZeroGPU. `python app.py [--model DIR_OR_HUB_ID] [--corpus DIR] [--host 127.0.0.1] [--port 7860] [--threads N]` (port
+also from GRADIO_SERVER_PORT). The only module that imports `spaces`, and it does so before anything that could touch
 CUDA: on ZeroGPU the GPU-using callbacks carry @spaces.GPU with a duration derived from their arguments; off
 Spaces the decorator returns the function unchanged and everything runs on CPU (or a local GPU)."""
 import spaces  # noqa: I001  (first import: ZeroGPU patches CUDA before torch initialises it)
@@ -111,6 +111,17 @@ def launch(demo: gr.Blocks, host: str, port: int | None, **kw):
         server_name=host, server_port=port, css=CSS, **kw)
 
 
+def _threads(value: str) -> int:
+    n_cpu = os.cpu_count() or 1
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= n_cpu:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be an integer in [1, {n_cpu}] (this machine's cores)")
+    return n
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=DEFAULT_MODEL,
@@ -120,7 +131,17 @@ def main(argv=None) -> None:
     ap.add_argument("--models-dir", action="append", default=None, help="folders to list models from (runs)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    # Why: on a 2-core machine a small model decodes faster on one intra-op thread (demo model, the app bench:
+    # 225 / 338 / 370 tok/s for 1 / 4 / 8 clients with 1 thread against 119 / 291 / 269 with 2, 2026-11-30),
+    # while a 12x768 model's GEMVs gain from the second one. Default: torch's own (one per core).
+    ap.add_argument("--threads", type=_threads, default=None,
+                    help="torch intra-op threads for decoding (default: one per core; 1 is faster for small models "
+                         "on 2 cores)")
     a = ap.parse_args(argv)
+    if a.threads is not None:
+        import torch
+
+        torch.set_num_threads(a.threads)
     ctx = make_ctx(a.model, a.corpus, a.models_dir)
     print(f"anno: model {ctx.default_model or '(none)'}, corpus {ctx.corpus or '(none: lexicon-only checks)'}",
           file=sys.stderr)

@@ -123,13 +123,14 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=96)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=10.0, help="sustained load per client-count measurement")
+    ap.add_argument("--threads", type=int, default=None, help="the server's --threads (default: app.py's default)")
     a = ap.parse_args()
     if not Path(a.model).exists():
         sys.exit(f"--model {a.model}: not found; train the demo model with `make demo` or pass --model")
     from benchmarks.app_launch import running_app
     from engine import serving
 
-    with running_app(a.model, a.corpus) as (_, url):
+    with running_app(a.model, a.corpus, args=() if a.threads is None else ("--threads", str(a.threads))) as (_, url):
         measure(a, url, serving.load_model(a.model), api_client(url), api_client(url, reuse_tls=False))
 
 
@@ -160,7 +161,7 @@ def measure(a, url: str, loaded, client, default_client) -> None:
             print(json.dumps({"bench": "clients", "round": r, **res}), flush=True)
     med = {n: statistics.median(v) for n, v in runs.items()}
     print(json.dumps({"bench": "app", "model": a.model, "tokens": a.tokens, "rounds": a.rounds,
-                      "tok_s_median": {str(k): v for k, v in med.items()},
+                      "server_threads": a.threads, "tok_s_median": {str(k): v for k, v in med.items()},
                       "ratios": {"c4_vs_c1": round(med[4] / med[1], 2), "c8_vs_c1": round(med[8] / med[1], 2),
                                  "api_ttft_overhead_ms": ttft["api_overhead_ms"],
                                  "api_default_client_ttft_overhead_ms": ttft["api_default_client_overhead_ms"],

@@ -23,12 +23,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(model: str, corpus: str, env: dict | None = None, log: str | Path | None = None
-                ) -> Iterator[tuple[subprocess.Popen, str]]:
-    """(the server process, its URL); `log`: a file for the server's stdout and stderr (default: discarded)."""
+def running_app(model: str, corpus: str, env: dict | None = None, log: str | Path | None = None,
+                args: tuple[str, ...] = ()) -> Iterator[tuple[subprocess.Popen, str]]:
+    """(the server process, its URL); `log`: a file for the server's stdout and stderr (default: discarded);
+    `args`: more app.py arguments (e.g. ("--threads", "1"))."""
     port = free_port()
     out = open(log, "ab") if log else subprocess.DEVNULL
-    server = subprocess.Popen([sys.executable, "app.py", "--model", model, "--corpus", corpus, "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "app.py", "--model", model, "--corpus", corpus, "--port", str(port),
+                               *args],
                               cwd=ROOT, stdout=out, stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
                               env={**os.environ, **(env or {})})
     try:

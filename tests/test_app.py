@@ -161,3 +161,13 @@ def test_gpu_decorator_is_a_no_op_off_zerogpu_and_durations_follow_arguments(mon
     assert 15 <= short < long <= 120
     assert compare_tab.duration("p", [1600, 1700], False, 0, 400) > compare_tab.duration("p", [1600, 1700], False, 0, 20)
     assert generate_tab.duration("p", 1600, None, "junk") == generate_tab.duration("p", 1600, None, 200)
+
+
+@pytest.mark.parametrize("bad", ["0", "abc", "100000"])
+def test_threads_flag_out_of_range_is_refused_before_anything_starts(bad, capsys):
+    import app
+
+    with pytest.raises(SystemExit):
+        app.main(["--threads", bad, "--model", "", "--corpus", ""])
+    err = capsys.readouterr().err
+    assert "--threads" in err and "must be an integer in [1," in err
