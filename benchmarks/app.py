@@ -41,21 +41,6 @@ def engine_ttft(loaded, prompt: str, tokens: int) -> float:
     return first
 
 
-def api_client(url: str, reuse_tls: bool = True):
-    """A gradio_client Client. gradio_client makes a new httpx client for every request (the join POST, and the
-    event stream when it is not open), and httpx builds a TLS context for each one even for a plain-http URL:
-    50 ms of CPU per client here (httpx 0.28, certifi's bundle parsed each time, measured 2026-11-30). With
-    reuse_tls one verifying context is built once and passed as `ssl_verify` (handed to httpx as `verify=`),
-    which is what the README recommends to API users; reuse_tls=False is gradio_client's default."""
-    from gradio_client import Client
-
-    if not reuse_tls:
-        return Client(url, verbose=False, analytics_enabled=False)
-    import ssl
-
-    return Client(url, verbose=False, analytics_enabled=False, ssl_verify=ssl.create_default_context())
-
-
 def api_ttft(client, prompt: str, tokens: int) -> float:
     t = time.perf_counter()
     job = client.submit(prompt=prompt, year=1666, max_new_tokens=tokens, temperature=0, api_name="/generate")
@@ -96,6 +81,8 @@ def clients_throughput(url: str, tok, n: int, tokens: int, seconds: float) -> di
     """n clients, each sending requests back to back for `seconds` (sustained load: a request's fixed queue and
     transfer cost overlaps the others' decoding, as it does for real users); tokens of completed requests over
     the time from the start to the last completion."""
+    from benchmarks.app_launch import api_client
+
     clients = [api_client(url) for _ in range(n)]
     t = time.perf_counter()
     deadline = t + seconds
@@ -127,7 +114,7 @@ def main() -> None:
     a = ap.parse_args()
     if not Path(a.model).exists():
         sys.exit(f"--model {a.model}: not found; train the demo model with `make demo` or pass --model")
-    from benchmarks.app_launch import running_app
+    from benchmarks.app_launch import api_client, running_app
     from engine import serving
 
     with running_app(a.model, a.corpus, args=() if a.threads is None else ("--threads", str(a.threads))) as (_, url):

@@ -1,6 +1,7 @@
 """Launching the real web app for the benchmarks (benchmarks/app.py, benchmarks/soak.py): `python app.py` in its
 own process on a free 127.0.0.1 port, as users meet it (clients here and the server there do not share a GIL),
-waited for until it accepts connections, and stopped when the block ends."""
+waited for until it accepts connections, and stopped when the block ends; and the gradio_client clients that
+talk to it (benchmarks and tests)."""
 from __future__ import annotations
 
 import os
@@ -20,6 +21,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def api_client(url: str, reuse_tls: bool = True):
+    """A gradio_client Client. gradio_client makes a new httpx client for every request (the join POST, and the
+    event stream when it is not open), and httpx builds a TLS context for each one even for a plain-http URL:
+    50 ms of CPU per client here (httpx 0.28, certifi's bundle parsed each time, measured 2026-11-30). With
+    reuse_tls one verifying context is built once and passed as `ssl_verify` (handed to httpx as `verify=`),
+    which is what the README recommends to API users; reuse_tls=False is gradio_client's default."""
+    from gradio_client import Client
+
+    if not reuse_tls:
+        return Client(url, verbose=False, analytics_enabled=False)
+    import ssl
+
+    return Client(url, verbose=False, analytics_enabled=False, ssl_verify=ssl.create_default_context())
 
 
 @contextmanager

@@ -9,22 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.app_launch import api_client  # noqa: F401  (the tests' API clients: one TLS context reused)
+
 CHROMIUM = Path(os.environ.get("ANNO_CHROMIUM", "/usr/bin/chromium"))
 # As the machine notes say: without the background-networking flags Chromium keeps trying Google's hosts,
 # which this closed network refuses, many at a time.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
-
-
-def api_client(url: str):
-    """A gradio_client Client that reuses one TLS context: by default gradio_client builds a new httpx client per
-    request and httpx a new TLS context for each, ~50 ms of CPU here even for http:// (benchmarks/app.py)."""
-    import ssl
-
-    from gradio_client import Client
-
-    return Client(url, verbose=False, analytics_enabled=False, ssl_verify=ssl.create_default_context())
 
 
 def free_port() -> int:
