@@ -56,13 +56,22 @@ def build_app(ctx: Ctx) -> gr.Blocks:
     return demo
 
 
-def warm_up(ctx: Ctx) -> None:
+def warm_up(ctx: Ctx, compile_step: bool = False) -> None:
     """Load the default model and build the corpus tables (first-seen words, the dater) in the background, so
-    the first user does not wait for them; failures only log (the request that needs them will report)."""
+    the first user does not wait for them; failures only log (the request that needs them will report).
+    compile_step: then start building the model's compiled decode step (`start_compile_step`)."""
+    def model():
+        loaded = serving.load_model(ctx.default_model)
+        if compile_step:
+            import torch
+
+            start_compile_step(ctx.default_model, loaded.model, torch.get_num_threads())
+        return loaded
+
     def run():
         from evals import judge as J
 
-        t = [("model", lambda: ctx.default_model and serving.load_model(ctx.default_model)),
+        t = [("model", lambda: ctx.default_model and model()),
              ("anachronism tables", lambda: J.findings("warm up", 1700, ctx.corpus)),
              ("dating model", lambda: ctx.corpus and J.date("warm up the dater", ctx.corpus))]
         for name, fn in t:
@@ -111,15 +120,25 @@ def launch(demo: gr.Blocks, host: str, port: int | None, **kw):
         server_name=host, server_port=port, css=CSS, **kw)
 
 
-def _threads(value: str) -> int:
-    n_cpu = os.cpu_count() or 1
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if not 1 <= n <= n_cpu:
-        raise argparse.ArgumentTypeError(f"{value!r}: must be an integer in [1, {n_cpu}] (this machine's cores)")
-    return n
+def start_compile_step(model_name: str, model, threads: int) -> None:
+    """Build the compiled decode step's packages for this model (engine/compiled_step.py: ~3x the lean step
+    on the demo model) in a separate, low-priority process (`cli.py compile-step`), so the server never waits
+    for a compile: its engines run the eager step until each package appears. No-op when the model is not
+    compiled (too large, int8, on a GPU, no C++ compiler) or every package exists."""
+    import subprocess
+
+    from engine import compiled_step as C
+
+    if C.unsupported(model) is not None:
+        return
+    missing = [s for s in C.serving_shapes(model, serving.MAX_BATCH) if not C.package_path(model, *s).is_file()]
+    if not missing:
+        return
+    cmd = [sys.executable, str(Path(__file__).resolve().parent / "cli.py"), "compile-step", "--model", model_name,
+           "--threads", str(threads), "--max-batch", str(serving.MAX_BATCH)]
+    print(f"anno: compiling the decode step for {len(missing)} shape(s) in the background: {' '.join(cmd[1:])}",
+          file=sys.stderr)
+    subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=lambda: os.nice(10))
 
 
 def main(argv=None) -> None:
@@ -134,9 +153,11 @@ def main(argv=None) -> None:
     # Why: on a 2-core machine a small model decodes faster on one intra-op thread (demo model, the app bench:
     # 225 / 338 / 370 tok/s for 1 / 4 / 8 clients with 1 thread against 119 / 291 / 269 with 2, 2026-11-30),
     # while a 12x768 model's GEMVs gain from the second one. Default: torch's own (one per core).
-    ap.add_argument("--threads", type=_threads, default=None,
+    ap.add_argument("--threads", type=serving.threads_arg, default=None,
                     help="torch intra-op threads for decoding (default: one per core; 1 is faster for small models "
                          "on 2 cores)")
+    ap.add_argument("--no-compile-step", action="store_true",
+                    help="do not build the compiled decode step for a small default model in the background")
     a = ap.parse_args(argv)
     if a.threads is not None:
         import torch
@@ -153,7 +174,7 @@ def main(argv=None) -> None:
 
     paths.confine(app_roots(ctx))  # before the first visitor: every path they name stays inside these
     print(f"anno: paths confined to {', '.join(map(str, paths.allowed_roots()))}", file=sys.stderr)
-    warm_up(ctx)
+    warm_up(ctx, compile_step=not a.no_compile_step)
     launch(build_app(ctx), a.host, a.port)
 
 

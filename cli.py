@@ -156,6 +156,26 @@ def _generate(a) -> int:
     return 0
 
 
+def _threads_arg(value: str) -> int:
+    from engine.serving import threads_arg  # imported here: the parser must not load torch
+
+    return threads_arg(value)
+
+
+def _compile_step(a) -> int:
+    import torch
+
+    from engine.compiled_step import precompile
+    from engine.loading import load
+    from engine.serving import MAX_BATCH
+
+    if a.threads is not None:
+        torch.set_num_threads(a.threads)  # packages are per thread count: match the server's --threads
+    max_batch = MAX_BATCH if a.max_batch is None else a.max_batch
+    precompile(load(a.model, a.revision).model, max_batch, progress=lambda line: print(line, flush=True))
+    return 0
+
+
 def _quantize(a) -> int:
     from itertools import islice
     from pathlib import Path
@@ -427,6 +447,14 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--tokenizer", help="tokenizer folder whose special-token ids the model must use")
     imp.add_argument("--n-head", type=int, help="heads, for bare state dicts that do not record it")
     imp.set_defaults(func=_import_checkpoint)
+
+    cs = sub.add_parser("compile-step", help="build the compiled decode step of a GPT-2 model (AOTInductor; "
+                        "app.py starts this in the background)")
+    cs.add_argument("--model", required=True)
+    cs.add_argument("--revision", default=None)
+    cs.add_argument("--threads", type=_threads_arg, default=None, help="the server's --threads (default torch's)")
+    cs.add_argument("--max-batch", type=int, default=None, help="the batcher's rows (default engine/serving.MAX_BATCH)")
+    cs.set_defaults(func=_compile_step)
 
     q = sub.add_parser("quantize", help="quantize a model folder and measure size, speed and perplexity vs fp32")
     q.add_argument("--model", required=True, help="fp32 run folder or model folder")

@@ -2,7 +2,9 @@
 variants within each round (so a noisy neighbour slows them all alike), medians over rounds:
 
   hf          transformers `model.generate` fp32, greedy                          (baseline)
-  stream      Anno `stream` fp32, greedy: the default path (engine/fastpath.py's lean step)
+  stream      Anno `stream` fp32, greedy: the default path (engine/compiled_step.py's compiled step, whose
+              packages are built first and timed, where it compiles the model; else engine/fastpath.py's)
+  lean        (where the step compiles) the same `stream` with the compiled step turned off
   ids_model   Anno `generate_ids(fast=False)`: the same loop over the model's own forward
   int8        Anno `stream` on the int8-cpu model (fbgemm dynamic int8, lean step)
   ct2_fp32 / ct2_int8   CTranslate2 4.8.5 Generator, float32 / int8, greedy (skipped, with the reason,
@@ -36,7 +38,9 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from transformers import LogitsProcessor  # noqa: E402
 
+from engine import compiled_step  # noqa: E402
 from engine.batching import Batcher  # noqa: E402
+from engine.serving import MAX_BATCH  # noqa: E402
 from engine.checkpoint import load_hf_model, save_hf_model  # noqa: E402
 from engine.generate import GenerationConfig, generate_ids, stream  # noqa: E402
 from engine.model import build_model, model_config  # noqa: E402
@@ -105,6 +109,14 @@ def variants(model, q8, tok, ids: list[int], ct2) -> dict:
         return list(generate_ids(model, ids, GenerationConfig(max_new_tokens=n, **GREEDY), eos_id=-1, fast=False))
 
     out = {"hf": hf, "stream": streamed(model), "ids_model": ids_model, "int8": streamed(q8)}
+    if compiled_step.unsupported(model) is None:
+        def lean(n, run=streamed(model)):
+            keep, compiled_step.MAX_WEIGHTS = compiled_step.MAX_WEIGHTS, 0  # engine_for: too large, so lean
+            try:
+                return run(n)
+            finally:
+                compiled_step.MAX_WEIGHTS = keep
+        out["lean"] = lean
     for ct, gen in ({} if "error" in ct2 else ct2).items():
         def run(n, gen=gen):
             r = gen.generate_batch([[f"<{i}>" for i in ids]], max_length=n, min_length=n, sampling_topk=1,
@@ -139,7 +151,7 @@ def alternate(runs: dict, n: int, rounds: int) -> dict:
 def concurrent(model, tok, n: int, streams: int) -> dict:
     cfg = GenerationConfig(max_new_tokens=n, **GREEDY)
     prompts = [PROMPT, "The King came to Whitehall and", "In the Citie there was great", "Upon the Thames the"]
-    with Batcher(model, tok, max_batch=8) as b:
+    with Batcher(model, tok, max_batch=MAX_BATCH) as b:
         list(b.submit(PROMPT, cfg))  # warm-up
         t = time.perf_counter()
         outs = [b.submit(prompts[i % 4], cfg) for i in range(streams)]
@@ -188,6 +200,18 @@ def bench_shape(name: str, model_dir: Path, n: int, rounds: int, bandwidth: floa
     ids = tok.backend_tokenizer.encode(PROMPT, add_special_tokens=False).ids
     out = {"shape": name, "params": sum(p.numel() for p in model.parameters()), "prompt_tokens": len(ids),
            "threads": torch.get_num_threads()}
+    if (why := compiled_step.unsupported(model)) is None:  # the default path for it: build its packages first
+        shapes, batch = [], compiled_step.batch_shape(model, MAX_BATCH)  # the ones this benchmark runs
+        for slots, width in [(1, compiled_step.width_for(len(ids) + n - 1, model.config.n_positions)),
+                             *([batch] if batch else [])]:
+            t = time.perf_counter()
+            built = not compiled_step.package_path(model, slots, width).is_file()
+            compiled_step.compile_runner(model, slots, width)
+            shapes.append({"slots": slots, "width": width, "built": built,
+                           "seconds": round(time.perf_counter() - t, 1)})
+        out["compiled_step"] = {"shapes": shapes}
+    else:
+        out["compiled_step"] = {"not_used": why}
     with tempfile.TemporaryDirectory() as d:
         ct2 = _ct2(model_dir, Path(d), model.config.vocab_size)
         if "error" in ct2:
@@ -219,8 +243,9 @@ def bench_shape(name: str, model_dir: Path, n: int, rounds: int, bandwidth: floa
         "stream_tpot_vs_hf": ratio(st["tpot_ms"], hf["tpot_ms"]),
         "fp32_vs_bandwidth_bound": ratio(st["tok_per_s"], out["bandwidth"]["bound_tok_per_s"]),
         "stream_vs_hf": ratio(st["tok_per_s"], hf["tok_per_s"]),
-        "lean_vs_model_forward": ratio(st["tok_per_s"], out["ids_model"]["tok_per_s"]),
+        "lean_vs_model_forward": ratio(out.get("lean", st)["tok_per_s"], out["ids_model"]["tok_per_s"]),
         "int8_vs_hf": ratio(q8["tok_per_s"], hf["tok_per_s"]),
+        "compiled_vs_lean": ratio(st["tok_per_s"], out.get("lean", {}).get("tok_per_s")),
     }
     return out
 
@@ -252,6 +277,7 @@ def main() -> None:
     ap.add_argument("--tiny", default=str(ROOT / "runs/tiny/model"))
     ap.add_argument("--no-bnb", action="store_true", help="skip the bitsandbytes rows (slow on CPU)")
     ap.add_argument("--threads", type=int, default=None, help="torch (and CTranslate2) threads; default torch's")
+    ap.add_argument("--shapes", nargs="+", choices=("slm", "tiny"), default=["slm", "tiny"])
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -262,19 +288,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tok_dir, results["tokenizer"] = tokenizer_dir(Path(args.tiny), Path(d))
         vocab = max(8000, len(load_tokenizer(tok_dir)))
-        slm = random_model("slm", tok_dir, Path(d) / "slm", vocab)
-        results["slm"] = bench_shape("slm 12x768 random init", slm, args.new_tokens, args.rounds, bandwidth,
-                                     not args.no_bnb)
-        print(json.dumps(results["slm"]), flush=True)
-        if (Path(args.tiny) / "config.json").exists():
-            tiny, tiny_name = Path(args.tiny), "tiny (trained)"
-        else:
-            tiny, tiny_name = random_model("tiny", tok_dir, Path(d) / "tiny", vocab), "tiny 4x128 random init"
-        results["tiny"] = bench_shape(tiny_name, tiny, args.new_tokens, args.rounds, bandwidth, not args.no_bnb)
-        print(json.dumps(results["tiny"]), flush=True)
+        if "slm" in args.shapes:
+            slm = random_model("slm", tok_dir, Path(d) / "slm", vocab)
+            results["slm"] = bench_shape("slm 12x768 random init", slm, args.new_tokens, args.rounds, bandwidth,
+                                         not args.no_bnb)
+            print(json.dumps(results["slm"]), flush=True)
+        if "tiny" in args.shapes:
+            if (Path(args.tiny) / "config.json").exists():
+                tiny, tiny_name = Path(args.tiny), "tiny (trained)"
+            else:
+                tiny, tiny_name = random_model("tiny", tok_dir, Path(d) / "tiny", vocab), "tiny 4x128 random init"
+            results["tiny"] = bench_shape(tiny_name, tiny, args.new_tokens, args.rounds, bandwidth, not args.no_bnb)
+            print(json.dumps(results["tiny"]), flush=True)
     results["load_average_1min_end"] = round(os.getloadavg()[0], 2)
-    results["ratios"] = results["slm"]["ratios"]
-    results["ratios_tiny"] = results["tiny"]["ratios"]
+    results["ratios"] = results.get("slm", {}).get("ratios")
+    results["ratios_tiny"] = results.get("tiny", {}).get("ratios")
     print(json.dumps(results))
 
 

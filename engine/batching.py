@@ -20,7 +20,8 @@ row from its prompt, set a row's next token, step all rows, keep some rows):
   - `engine.fastpath.LeanRows` (the default wherever engine/fastpath.py runs the model: GPT-2 on CPU): a
     preallocated KV cache whose slot r is row r at its own length; a step writes each row's key at its own
     position and masks keys past each row's end, so there is no padding; a leaving row's slot is filled by
-    the last row (one row copied, not the batch);
+    the last row (one row copied, not the batch); where engine/compiled_step.py compiles the model and its
+    fixed (max_batch, n_positions) cache is small, its compiled step once that package exists;
   - `_ModelRows` (any other model/device): `transformers`' forward and DynamicCache, each row left-padded
     to the widest, a [rows, width] attention mask and explicit per-row position ids (GPT-2's positions are
     absolute, so padding must not shift them); a leaving row is cut out (index_select) and all-padding
@@ -74,6 +75,7 @@ from transformers import LogitsProcessor
 
 # text_events (ids -> TextDelta/Finished with stop strings) and eot_id are stream()'s own text layer, reused
 # as is rather than copied.
+from engine.compiled_step import batch_shape, engine_for
 from engine.fastpath import LeanRows, unsupported
 from engine.generate import (
     GenerationConfig, StreamEvent, eot_id, generate_ids, logits_processors, model_context, prompt_ids,
@@ -182,7 +184,11 @@ class Batcher:
         self._closed = False
         self._pending: deque[_Request] = deque()
         self._rows: list[_Request] = []
-        self._state = LeanRows(model) if fast and unsupported(model) is None else _ModelRows(model)
+        if fast and unsupported(model) is None:  # the compiled step (once its package exists) where it fits
+            shape = batch_shape(model, max_batch)
+            self._state = LeanRows(model, engine=engine_for(model, shape, pack=True) if shape else None)
+        else:
+            self._state = _ModelRows(model)
         self.fast = isinstance(self._state, LeanRows)
         self._thread = threading.Thread(target=self._run, name="anno-batcher", daemon=True)
         self._thread.start()

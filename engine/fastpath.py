@@ -272,8 +272,10 @@ class LeanRows:
     """The continuous batcher's batch state on the lean path (engine/batching.py holds the same interface
     over the model's own forward): row r is cache slot r plus the token it feeds next."""
 
-    def __init__(self, model, pack: bool = True):
-        self.lean = LeanGPT2(model, pack=pack)
+    def __init__(self, model, pack: bool = True, engine=None):
+        """engine: the step to run (default LeanGPT2(model, pack)); engine/compiled_step.CompiledGPT2 has
+        the same interface."""
+        self.lean = engine if engine is not None else LeanGPT2(model, pack=pack)
         self.cache: KVCache | None = None
         self.next: list[int] = []
 

@@ -21,6 +21,7 @@ from transformers import (
     TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper,
 )
 
+from engine.compiled_step import engine_for
 from engine.detok import detokenize, scan_stops
 from engine.fastpath import LeanGPT2, unsupported
 from engine.tokenizer import EOT, encode_prompt, era_token
@@ -168,7 +169,8 @@ def generate_ids(
     is the reason: "eot", "length" or "cancelled". The model must be in eval mode. Bad arguments raise
     ValueError here, at the call, not at the first next(). fast: run the forward through
     engine/fastpath.py's lean decode step where it supports the model (GPT-2 on CPU; same ids), else the
-    model's own forward."""
+    model's own forward; for models engine/compiled_step.py compiles (fp32, up to 128M parameters), its
+    compiled step once a package for the shape exists (`cli.py compile-step`; ~2-3x the lean step on the demo model)."""
     context = model_context(model)
     cfg.validate(context)
     if model.training:
@@ -186,7 +188,7 @@ def generate_ids(
             f"prompt_ids has {len(prompt)} tokens: with max_new_tokens={cfg.max_new_tokens} at most "
             f"{context - cfg.max_new_tokens + 1} fit the model context of {context} (stream() truncates)"
         )
-    lean = LeanGPT2(model) if fast and unsupported(model) is None else None
+    lean = (engine_for(model) or LeanGPT2(model)) if fast and unsupported(model) is None else None
     return _decode(model, prompt, cfg, stop_event, logits_processors(cfg, processors), _eos_ids(model, eos_id), lean)
 
 

@@ -29,6 +29,21 @@ LOCK_RANGE = (1500, 2100)  # the lexicon dates terms up to the present; a lock a
 # paste by mistake (20k chars ~ 5k tokens, 20x the tiny model's context), so it is refused with a message.
 MAX_PROMPT_CHARS = 20_000
 MAX_COMPARE_YEARS = 4
+def threads_arg(value: str) -> int:
+    """argparse type of `--threads` (app.py, cli.py compile-step): an integer in [1, this machine's cores]."""
+    import argparse
+    import os
+
+    n_cpu = os.cpu_count() or 1
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= n_cpu:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be an integer in [1, {n_cpu}] (this machine's cores)")
+    return n
+
+
 MAX_BATCH = 8  # rows decoded together; more users queue in the batcher (measured knee: engine/batching.py)
 
 

@@ -12,6 +12,19 @@ sys.path.insert(0, str(ROOT))
 MIRROR = Path(os.environ.get("ANNO_MIRROR", ROOT.parent / "shared" / "corpus"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_compiled_step_cache(tmp_path_factory):
+    """engine/compiled_step.py loads packages from ANNO_AOTI_CACHE (else ~/.cache/anno/aoti): tests get their
+    own empty folder, so what a user compiled never changes which step a test runs."""
+    before = os.environ.get("ANNO_AOTI_CACHE")
+    os.environ["ANNO_AOTI_CACHE"] = str(tmp_path_factory.mktemp("aoti"))
+    yield
+    if before is None:
+        os.environ.pop("ANNO_AOTI_CACHE", None)
+    else:
+        os.environ["ANNO_AOTI_CACHE"] = before
+
+
 def pytest_addoption(parser):
     parser.addoption("--run-gpu", action="store_true", help="run tests marked gpu")
     parser.addoption("--run-network", action="store_true", help="run tests marked network")

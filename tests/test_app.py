@@ -171,3 +171,31 @@ def test_threads_flag_out_of_range_is_refused_before_anything_starts(bad, capsys
         app.main(["--threads", bad, "--model", "", "--corpus", ""])
     err = capsys.readouterr().err
     assert "--threads" in err and "must be an integer in [1," in err
+
+
+def test_compile_step_starts_in_its_own_process_only_when_there_is_something_to_build(monkeypatch):
+    """app.start_compile_step launches `cli.py compile-step` at the server's thread count for a small CPU
+    model with packages missing, and nothing when they exist or the model is not compiled."""
+    import app
+    from engine import compiled_step as C
+    from engine import serving
+
+    if C.cxx_compiler() is None:
+        pytest.skip("no C++ compiler: the compiled step is not offered")
+    from engine.model import build_model, model_config
+
+    model = build_model(model_config("tiny", 512, n_ctx=64, n_embd=32, n_head=2, n_layer=1), 0, 0, 0).eval()
+    launched = []
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, **kw: launched.append((cmd, kw)))
+    app.start_compile_step("runs/x", model, 1)
+    (cmd, kw), = launched
+    assert cmd[1:] == [str(Path(app.__file__).resolve().parent / "cli.py"), "compile-step", "--model", "runs/x",
+                       "--threads", "1", "--max-batch", str(serving.MAX_BATCH)]
+    assert kw["start_new_session"] and kw["stdin"] is subprocess.DEVNULL
+    monkeypatch.setattr(C, "package_path", lambda *a: Path(__file__))  # every package "exists"
+    app.start_compile_step("runs/x", model, 1)
+    monkeypatch.undo()
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, **kw: launched.append((cmd, kw)))
+    monkeypatch.setattr(C, "MAX_WEIGHTS", 10)  # too large to compile
+    app.start_compile_step("runs/x", model, 1)
+    assert len(launched) == 1

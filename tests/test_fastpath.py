@@ -199,3 +199,89 @@ def test_models_it_does_not_run_fall_back_to_their_own_forward(model, tok):
         LeanGPT2(bf16)
     cfg = GenerationConfig(max_new_tokens=8, temperature=0)
     assert len(list(generate_ids(bf16, [3, 4, 5], cfg, eos_id=-1))) == 8
+
+
+def _greedy(eng, prompt, n):
+    with torch.inference_mode():
+        cache = eng.new_cache(1, len(prompt) + n - 1)
+        logits, out = eng.prefill(prompt, cache, 0), []
+        for i in range(n):
+            out.append(int(logits.argmax(-1)))
+            if i < n - 1:
+                logits = eng.step(torch.tensor([[out[-1]]]), cache)
+    return out
+
+
+@pytest.fixture(scope="module")
+def small(tok):
+    from engine.compiled_step import cxx_compiler
+
+    if cxx_compiler() is None:
+        pytest.skip("no C++ compiler (g++ or $CXX): AOTInductor cannot build the compiled decode step")
+    torch.manual_seed(2)
+    return build_model(model_config("tiny", len(tok), n_ctx=64, n_embd=32, n_head=2, n_layer=1), 0, 0, 0).eval()
+
+
+def test_compiled_step_greedy_ids_equal_model_generate_and_uses_the_models_weights(small):
+    """engine/compiled_step.py: the AOTInductor-compiled decode step gives `model.generate`'s greedy ids, and
+    runs on the model's own parameters (an in-place weight update is seen, as on the lean path)."""
+    from engine.compiled_step import CompiledGPT2, package_path
+
+    m, n = small, 20
+    comp, lean = CompiledGPT2(m), LeanGPT2(m)
+    for prompt in PROMPTS:
+        assert _greedy(comp, prompt, n) == _hf_greedy(m, prompt, n)
+    assert list(comp.runners) == [(1, 64, torch.get_num_threads())]  # one shape, compiled once, really used
+    assert package_path(m, 1, 64).is_file()  # kept for later processes
+    with torch.inference_mode():
+        caches = [e.new_cache(1, 40) for e in (comp, lean)]
+        for e, c in zip((comp, lean), caches):
+            e.prefill(PROMPTS[2], c, 0)
+        before = [e.step(torch.tensor([[7]]), c) for e, c in zip((comp, lean), caches)]
+        m.transformer.h[0].mlp.c_fc.weight.mul_(1.5)
+        after = [e.step(torch.tensor([[7]]), c) for e, c in zip((comp, lean), caches)]
+        m.transformer.h[0].mlp.c_fc.weight.div_(1.5)
+    torch.testing.assert_close(before[0], before[1], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(after[0], after[1], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(before[0], after[0], atol=1e-3)
+
+
+def test_served_engines_run_eager_until_precompile_then_compiled_with_the_same_ids(small, tok):
+    """generate_ids and the batcher take the compiled step only once `precompile` (cli.py compile-step) has
+    built its package: before, the same engine runs the eager step; after, one package serves every row
+    count of the batcher, and batched rows equal each row alone."""
+    from engine import compiled_step as C
+    from engine.batching import Batcher
+
+    m = copy.deepcopy(small)  # a fresh model: no engine cached on it yet
+    cfg = GenerationConfig(max_new_tokens=12, temperature=0)
+    eng = C.engine_for(m)
+    assert eng is C.engine_for(m) and eng.wait is False
+    had = C.package_path(m, 1, 64).is_file()  # when this test runs alone, no package yet
+    alone = [list(generate_ids(m, p, cfg, eos_id=-1)) for p in PROMPTS]
+    assert bool(eng.runners) == had  # no package: the eager step ran and nothing compiled in the request
+    shapes = C.serving_shapes(m, 3)
+    assert shapes == [(1, 64), (3, 64)]
+    report = C.precompile(m, 3, progress=lambda line: None)
+    assert [(r["slots"], r["width"]) for r in report] == shapes
+    assert C.precompile(m, 3, progress=lambda line: None)[0]["built"] is False  # kept, not rebuilt
+    eng._looked.clear()  # the engine looks for new packages at most once a second
+    assert [list(generate_ids(m, p, cfg, eos_id=-1)) for p in PROMPTS] == alone
+    assert (1, 64, torch.get_num_threads()) in eng.runners
+    rows = LeanRows(m, engine=C.engine_for(m, C.batch_shape(m, 3), pack=True))
+    rows.lean._looked.clear()
+    got = [[] for _ in PROMPTS]
+    with torch.inference_mode():
+        for r, p in enumerate(PROMPTS):  # rows joining one by one, as in the batcher
+            got[r].append(int(rows.add(p, cfg.max_new_tokens).argmax(-1)))
+            rows.set_next(r, got[r][-1])
+        for _ in range(cfg.max_new_tokens - 1):
+            for r, t in enumerate(rows.step().argmax(-1).tolist()):
+                got[r].append(t)
+                rows.set_next(r, t)
+    assert (3, 64, torch.get_num_threads()) in rows.lean.runners and rows.cache.slots == 3
+    assert got == alone
+    with Batcher(m, tok, max_batch=3) as b:  # the batcher runs this engine
+        assert b._state.lean is C.engine_for(m, C.batch_shape(m, 3), pack=True)
+    with pytest.raises(ValueError, match="max_batch"):
+        C.precompile(m, 0)

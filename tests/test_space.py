@@ -160,7 +160,9 @@ def test_exported_app_starts_and_generates(exported, tmp_path):
     env = {**os.environ, "ANNO_JOBS_DIR": str(tmp_path / "jobs"), "GRADIO_ANALYTICS_ENABLED": "False",
            "PYTHONPATH": ""}
     log = open(tmp_path / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=exported, env=env, stdout=log,
+    # --no-compile-step: the background compile (tests/test_app.py checks its launch) would outlive the test
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--no-compile-step"], cwd=exported,
+                            env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180

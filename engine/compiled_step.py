@@ -1,0 +1,329 @@
+"""The compiled CPU decode step for GPT-2: engine/fastpath.py's one-token step (rows with their own lengths
+in a preallocated KV cache) ahead-of-time compiled by torch.export + AOTInductor into one C++ function per
+cache shape, so a step is one call instead of ~100 torch ops.
+
+Why: the demo model's lean step (4x128, vocab 8000) is dispatch-bound, a few to tens of microseconds of
+overhead per op for little arithmetic. Compiled, each layer is 4 MKL GEMM calls plus 3 fused C++ kernels (the
+cache write, masked softmax attention and both matmuls of a head are one kernel), called from C++. Measured
+2026-11-30, 2-core AMD EPYC shared with other jobs (load 2-7), greedy, prefill included, variants alternated
+in one process (exploration /tmp/c16/bench.py, 128 tokens after 20, medians of 7 rounds; then
+benchmarks/generate.py, 64 tokens, medians of 5):
+  demo model, ms/token     lean   this module   torch.compile(cpp_wrapper)   CTranslate2 fp32
+  1 thread (run 1)         1.37   0.44 (3.15x)  0.82 (1.67x)                 0.30
+  1 thread (run 2)         2.20   0.69 (3.20x)  1.37 (1.61x)                 0.35
+  2 threads                2.62   0.92 (2.84x)  1.46 (1.79x)                 1.25
+  generate.py, tok/s       1 thread: 582 lean, 1,357 here, CT2 2,953; 2 threads: 373, 1,282, CT2 1,054
+  12x768 (92M), tok/s      1 thread: 18.6 lean, 23.5 here, CT2 21.0; 2 threads: 17.2, 31.4, CT2 21.0
+                           (load 6-7: /tmp/c16/slm.py; 64/64 tokens equal generate's)
+Why AOTInductor rather than torch.compile: no dynamo guard check, AOT wrapper or pytree per call (0.45 vs
+0.60 ms for the bare call), no recompile limit (8 per code object) or process-wide stance, and one explicit
+runner per shape. Greedy ids equal `model.generate`'s on three fixed prompts x 128 tokens, batch 4 ids equal
+LeanGPT2's (and tests/test_fastpath.py checks a tiny model); logits are not bit-equal (different kernels),
+so an id can differ only where the top two logits tie to ~1e-5.
+
+What a runner is specialised to: cache slots, cache width and torch's thread count (inductor writes the
+OpenMP thread count into the C++ kernels); the number of rows (1..slots) is a dynamic dimension of one
+package (demo model, one-row step of a slots-8, width-256 package 0.61 ms vs 2.35 lean; 3 rows 1.54 vs 2.99;
+8 rows 2.76 vs 3.52, loaded machine, /tmp/c16/dyn.py). Batch-1 widths are rounded up to a power of two
+(>= 64, <= n_positions), so one generation needs one shape; the batcher uses one fixed (max_batch,
+n_positions) cache when that is at most BATCH_CACHE_BYTES (else it keeps LeanGPT2), so serving needs one
+more (`serving_shapes`). Compiling a shape takes 15-55 s here (inductor's own cache does not shorten it:
+the wrapper is rebuilt); the package is then kept in `package_dir()` and later processes load it in
+~0.02 s. Nothing compiles inside a request: `engine_for` gives engines that run the eager lean step until a
+shape's package exists, and `precompile` (`cli.py compile-step`, which app.py starts as a background
+process) builds the packages. Models above MAX_WEIGHTS are not compiled (unmeasured; compile time grows
+with the model). The weights are not copied: the package holds no constants and is given the model's own
+parameters (user-managed), so in-place weight updates are seen. The prompt prefill is LeanGPT2's (eager),
+writing the same cache.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from engine.fastpath import KVCache, LeanGPT2
+from engine.fastpath import unsupported as lean_unsupported
+
+MIN_WIDTH = 64
+# Measured up to the 12x768 shape (92M: 1.26x lean at one thread, 1.8x at two); larger models keep LeanGPT2.
+MAX_WEIGHTS = 128_000_000
+# The batcher's fixed cache (every slot at the full context) above this keeps LeanGPT2, whose cache grows
+# with the rows and lengths it has: 12x768 at ctx 1024 would hold 604 MB for 8 rows; the demo model 8 MB.
+BATCH_CACHE_BYTES = 64 << 20
+_RECHECK_S = 1.0  # how often an engine looks for a package that another process may have built
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler inductor would call (its config, else $CXX, else g++), or None when absent."""
+    try:
+        from torch._inductor import config
+
+        cxx = [c for c in config.cpp.cxx if c]
+    except (ImportError, AttributeError):
+        cxx = []
+    for name in cxx + [os.environ.get("CXX") or "g++"]:
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def unsupported(model) -> str | None:
+    """None when `CompiledGPT2(model)` can decode this model, else the reason (the caller then uses LeanGPT2
+    or the model's own forward)."""
+    if reason := lean_unsupported(model):
+        return reason
+    n = sum(p.numel() for p in model.parameters())
+    if n > MAX_WEIGHTS:
+        return f"{n:,} parameters: only models up to {MAX_WEIGHTS:,} are compiled (larger ones are unmeasured)"
+    if cxx_compiler() is None:
+        return "no C++ compiler (g++ or $CXX) for AOTInductor"
+    if not hasattr(torch._inductor, "aoti_compile_and_package"):
+        return f"torch {torch.__version__} has no AOTInductor packaging"
+    from transformers.pytorch_utils import Conv1D
+
+    for b in model.transformer.h:
+        for m in (b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj):
+            if type(m) is not Conv1D or m.weight.dtype != torch.float32:
+                return f"{type(m).__name__} layers (only fp32 Conv1D layers compile; int8 uses LeanGPT2)"
+    head = model.lm_head
+    if type(head) is not torch.nn.Linear or head.bias is not None or head.weight.dtype != torch.float32:
+        return "lm_head is not a bias-free fp32 nn.Linear"
+    return None
+
+
+def width_for(n: int, context: int) -> int:
+    """The cache width compiled for n positions: the next power of two >= max(n, MIN_WIDTH), capped at the
+    context (so a model sees few distinct shapes)."""
+    w = MIN_WIDTH
+    while w < n:
+        w *= 2
+    return max(n, min(w, context))
+
+
+class _Step(torch.nn.Module):
+    """One decode step of `rows` rows (1..slots, dynamic): tokens [rows] and pos [rows] long (pos: each row's
+    length before the step), then the k caches and the v caches of every layer [slots, heads, width,
+    head_dim], rows 0..rows-1 written in place at pos. Returns logits [rows, vocab]. The same layer order and ops as LeanGPT2."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        cfg = model.config
+        self.n_layer, self.n_head, self.d, self.eps = cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.layer_norm_epsilon
+
+    def forward(self, tokens, pos, *caches):
+        t, L, H, d = self.model.transformer, self.n_layer, self.n_head, self.d
+        B, hd = tokens.shape[0], d // H
+        W = caches[0].shape[2]
+        h = F.embedding(tokens, t.wte.weight) + F.embedding(pos, t.wpe.weight)  # [B, d]
+        masked = (torch.arange(W)[None, :] > pos[:, None])[:, None, None, :]  # [B, 1, 1, W]: past each row's end
+        rows, heads = torch.arange(B)[:, None].expand(B, H), torch.arange(H)[None, :].expand(B, H)
+        at = pos[:, None].expand(B, H)
+        for layer, blk in enumerate(t.h):
+            kc, vc = caches[layer], caches[L + layer]
+            a = F.layer_norm(h, (d,), blk.ln_1.weight, blk.ln_1.bias, self.eps)
+            q, k, v = torch.addmm(blk.attn.c_attn.bias, a, blk.attn.c_attn.weight).split(d, dim=1)
+            kc.index_put_((rows, heads, at), k.view(B, H, hd))
+            vc.index_put_((rows, heads, at), v.view(B, H, hd))
+            # explicit softmax attention: inductor fuses it with the cache write into one kernel (SDPA stays
+            # a separate flash-attention call, 15% slower per step here)
+            s = (q.view(B, H, 1, hd) @ kc[:B].transpose(-1, -2)) * blk.attn.scaling
+            o = torch.softmax(s.masked_fill(masked, float("-inf")), dim=-1) @ vc[:B]
+            h = torch.addmm(blk.attn.c_proj.bias, o.reshape(B, d), blk.attn.c_proj.weight) + h
+            m = F.layer_norm(h, (d,), blk.ln_2.weight, blk.ln_2.bias, self.eps)
+            f = blk.mlp.act(torch.addmm(blk.mlp.c_fc.bias, m, blk.mlp.c_fc.weight))
+            h = h + torch.addmm(blk.mlp.c_proj.bias, f, blk.mlp.c_proj.weight)
+        h = F.layer_norm(h, (d,), t.ln_f.weight, t.ln_f.bias, self.eps)
+        return F.linear(h, self.model.lm_head.weight)
+
+
+def package_dir() -> Path:
+    """Where compiled packages are kept between processes ($ANNO_AOTI_CACHE, else ~/.cache/anno/aoti). Why:
+    AOTInductor rebuilds the C++ wrapper on every compile (17-25 s per shape here even with inductor's cache
+    warm), while loading a saved package takes ~0.02 s. A package holds no weights, only code for one
+    architecture and shape, so any model of that architecture reuses it."""
+    return Path(os.environ.get("ANNO_AOTI_CACHE") or Path.home() / ".cache" / "anno" / "aoti")
+
+
+@functools.lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """The step's source: a package built from older code is not reused."""
+    return hashlib.sha256(inspect.getsource(_Step).encode()).hexdigest()
+
+
+def _package_key(model, slots: int, width: int) -> str:
+    cfg = model.config
+    arch = {k: getattr(cfg, k, None) for k in ("n_layer", "n_head", "n_embd", "n_inner", "vocab_size", "n_positions",
+                                              "layer_norm_epsilon", "activation_function", "scale_attn_weights",
+                                              "scale_attn_by_inverse_layer_idx")}
+    parts = [torch.__version__, json.dumps(arch, sort_keys=True), _code_digest(), cxx_compiler(),
+             slots, width, torch.get_num_threads()]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+
+def package_path(model, slots: int, width: int) -> Path:
+    """The file of this shape's compiled package in `package_dir()` (at torch's current thread count)."""
+    return package_dir() / f"step-{_package_key(model, slots, width)}.pt2"
+
+
+def compile_runner(model, slots: int, width: int):
+    """An AOTInductor runner of `_Step` for caches of this shape (any number of rows up to `slots`) at
+    torch's current thread count, bound to the model's own parameters (no copy), loaded from `package_dir()`
+    when compiled before. Call as runner.loader.boxed_run([tokens, pos, *k, *v]) -> [logits]."""
+    step = _Step(model)
+    cfg = model.config
+    pkg = package_path(model, slots, width)
+    folder = pkg.parent
+    if not pkg.is_file():
+        cache = [torch.zeros(slots, cfg.n_head, width, cfg.n_embd // cfg.n_head) for _ in range(2 * cfg.n_layer)]
+        rows = min(2, slots)  # an example of 1 would specialise the dimension to 1
+        example = (torch.zeros(rows, dtype=torch.long), torch.zeros(rows, dtype=torch.long), *cache)
+        dim = torch.export.Dim("rows", min=1, max=slots) if slots > 1 else None
+        shapes = ({0: dim} if dim else None, {0: dim} if dim else None, tuple(None for _ in cache))
+        with torch.no_grad():
+            ep = torch.export.export(step, example, dynamic_shapes=shapes, strict=False)
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="tmp-", dir=folder) as d:  # atomic: build, then rename
+            tmp = torch._inductor.aoti_compile_and_package(
+                ep, package_path=os.path.join(d, "step.pt2"),
+                inductor_configs={"aot_inductor.package_constants_in_so": False})
+            os.replace(tmp, pkg)
+    runner = torch._inductor.aoti_load_package(str(pkg))  # extracts the .so to its own temp folder
+    params = dict(step.named_parameters(remove_duplicate=False)) | dict(step.named_buffers(remove_duplicate=False))
+    runner.load_constants({f: params[f].detach() for f in runner.get_constant_fqns()}, check_full_update=True,
+                          user_managed=True)
+    return runner
+
+
+class CompiledGPT2:
+    """LeanGPT2's interface (new_cache, prefill, step) with the decode step compiled; see the module
+    docstring. wait=True: a step of a shape not compiled yet compiles it (17-34 s) in the call; wait=False:
+    it loads the shape's package when `package_dir()` has one, else runs LeanGPT2's eager step on the same
+    cache (a server must not stall on a compile). fixed=(slots, width): every cache has that shape (the
+    batcher's: rows come and go without a new shape or a cache copy)."""
+
+    def __init__(self, model, wait: bool = True, pack: bool = False, fixed: tuple[int, int] | None = None):
+        if reason := unsupported(model):
+            raise ValueError(f"CompiledGPT2 cannot run this model: {reason}")
+        self.model, self.wait, self.fixed = model, wait, fixed
+        self.lean = LeanGPT2(model, pack=pack)
+        self.context = model.config.n_positions
+        self.runners: dict[tuple[int, int, int], object] = {}
+        self._looked: dict[tuple[int, int, int], float] = {}
+        self._lock = threading.Lock()
+
+    def new_cache(self, slots: int = 1, width: int = 64) -> KVCache:
+        if self.fixed is not None:
+            return self.lean.new_cache(*self.fixed)
+        return self.lean.new_cache(slots, width_for(width, self.context))
+
+    def prefill(self, ids: list[int], cache: KVCache, slot: int) -> torch.Tensor:
+        if len(ids) > cache.width:
+            cache.reserve(max(cache.slots, slot + 1), width_for(len(ids), self.context))
+        return self.lean.prefill(ids, cache, slot)
+
+    def runner(self, slots: int, width: int):
+        """The compiled runner for caches of this shape (compiling it now when no package exists)."""
+        key = (slots, width, torch.get_num_threads())
+        with self._lock:
+            if key not in self.runners:
+                self.runners[key] = compile_runner(self.model, slots, width)
+            return self.runners[key]
+
+    def _ready(self, key: tuple[int, int, int]):
+        """The runner for key, or None while no package exists (looked for at most once a second)."""
+        runner = self.runners.get(key)
+        if runner is not None or self.wait:
+            return runner or self.runner(*key[:2])
+        now = time.monotonic()
+        if now - self._looked.get(key, -_RECHECK_S) < _RECHECK_S:
+            return None
+        self._looked[key] = now
+        return self.runner(*key[:2]) if package_path(self.model, *key[:2]).is_file() else None
+
+    def step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """One decode step for every row: tokens [rows, 1] long. Returns logits [rows, vocab]."""
+        rows = len(cache.lengths)
+        need = max(cache.lengths) + 1
+        if need > cache.width or rows > cache.slots:
+            cache.reserve(rows, width_for(need, self.context) if need > cache.width else cache.width)
+        runner = self._ready((cache.slots, cache.width, torch.get_num_threads()))
+        if runner is None:
+            return self.lean.step(tokens, cache)
+        pos = torch.tensor(cache.lengths)
+        logits = runner.loader.boxed_run([tokens.reshape(rows), pos, *cache.k, *cache.v])[0]
+        cache.lengths = [n + 1 for n in cache.lengths]
+        return logits
+
+
+class _Engines(dict):
+    """A model's compiled engines, kept on the model (so they live and die with it) but never copied or
+    pickled with it: a deepcopy or a pickle of the model starts without engines."""
+
+    def __deepcopy__(self, memo):
+        return _Engines()
+
+    def __reduce__(self):
+        return (_Engines, ())
+
+
+def engine_for(model, fixed: tuple[int, int] | None = None, pack: bool = False):
+    """The compiled engine (wait=False) for a model `unsupported` accepts, one per (model, fixed, pack) so
+    loaded runners are reused across requests; None otherwise (the caller keeps LeanGPT2)."""
+    if unsupported(model) is not None:
+        return None
+    mine = model.__dict__.setdefault("_anno_compiled_engines", _Engines())
+    key = (fixed, pack)
+    if key not in mine:
+        mine[key] = CompiledGPT2(model, wait=False, pack=pack, fixed=fixed)
+    return mine[key]
+
+
+def batch_shape(model, max_batch: int) -> tuple[int, int] | None:
+    """The batcher's fixed cache shape, max_batch slots of the model's whole context, or None when that
+    cache would exceed BATCH_CACHE_BYTES (the batcher then keeps LeanGPT2)."""
+    cfg = model.config
+    if 2 * cfg.n_layer * max_batch * cfg.n_positions * cfg.n_embd * 4 > BATCH_CACHE_BYTES:
+        return None
+    return (max_batch, cfg.n_positions)
+
+
+def serving_shapes(model, max_batch: int) -> list[tuple[int, int]]:
+    """(slots, width) of every package a server of this model uses: batch-1 generation at each rounded
+    width, and the batcher's fixed shape (when it has one)."""
+    ctx, widths, w = model.config.n_positions, [], MIN_WIDTH
+    while True:
+        widths.append(width_for(w, ctx))
+        if widths[-1] >= ctx:
+            break
+        w *= 2
+    batch = batch_shape(model, max_batch)
+    return list(dict.fromkeys([(1, w) for w in widths] + ([batch] if batch else [])))
+
+
+def precompile(model, max_batch: int, progress=print) -> list[dict]:
+    """Build the missing packages of `serving_shapes` at torch's current thread count (a long job:
+    17-34 s a shape here); returns one {"slots", "width", "threads", "seconds", "built"} per shape."""
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= 1024:
+        raise ValueError(f"max_batch={max_batch!r}: must be an integer in [1, 1024]")
+    if reason := unsupported(model):
+        raise ValueError(f"nothing to compile: {reason}")
+    out = []
+    for slots, width in serving_shapes(model, max_batch):
+        t0, built = time.time(), not package_path(model, slots, width).is_file()
+        compile_runner(model, slots, width)
+        out.append({"slots": slots, "width": width, "threads": torch.get_num_threads(),
+                    "seconds": round(time.time() - t0, 1), "built": built})
+        progress(json.dumps(out[-1]))
+    return out
