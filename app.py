@@ -157,7 +157,8 @@ def main(argv=None) -> None:
                     help="torch intra-op threads for decoding (default: one per core; 1 is faster for small models "
                          "on 2 cores)")
     ap.add_argument("--no-compile-step", action="store_true",
-                    help="do not build the default model's compiled decode step (cli.py compile-step) in the background")
+                    help="do not build the default model's compiled decode step (cli.py compile-step) in the "
+                         "background")
     a = ap.parse_args(argv)
     if a.threads is not None:
         import torch
