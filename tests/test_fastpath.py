@@ -103,6 +103,25 @@ def test_batched_rows_equal_each_row_alone(model):
     assert got == alone
 
 
+def _batched_greedy(rows, n):
+    """Greedy ids of PROMPTS decoded together in `rows` (a LeanRows), joining one by one as in the batcher,
+    and the first batched step's logits."""
+    got, first = [[] for _ in PROMPTS], None
+    with torch.inference_mode():
+        for i, p in enumerate(PROMPTS):
+            t = int(rows.add(p, n).argmax(-1))
+            got[i].append(t)
+            rows.set_next(i, t)
+        for _ in range(n - 1):
+            logits = rows.step()
+            first = logits.clone() if first is None else first
+            for i in range(len(PROMPTS)):
+                t = int(logits[i].argmax(-1))
+                got[i].append(t)
+                rows.set_next(i, t)
+    return got, first
+
+
 def test_packed_weights_used_for_several_rows_and_equal_to_unpacked(tok):
     """Layers of >= PACK_MIN_WEIGHTS weights run several-row steps through oneDNN's packed copy; the logits
     match the unpacked step up to float rounding and the greedy ids of every row are those of the row alone."""
@@ -120,22 +139,7 @@ def test_packed_weights_used_for_several_rows_and_equal_to_unpacked(tok):
     assert lean.rows_blocks[0][2] is lean.blocks[0][2]  # c_attn: too small, the module's own
     n = 16
     alone = [list(generate_ids(m, p, GenerationConfig(max_new_tokens=n, temperature=0), eos_id=-1)) for p in PROMPTS]
-    results = {}
-    for pack in (False, True):
-        rows, got, first = LeanRows(m, pack=pack), [[] for _ in PROMPTS], None
-        with torch.inference_mode():
-            for i, p in enumerate(PROMPTS):
-                t = int(rows.add(p, n).argmax(-1))
-                got[i].append(t)
-                rows.set_next(i, t)
-            for step in range(n - 1):
-                logits = rows.step()
-                first = logits.clone() if first is None else first
-                for i in range(len(PROMPTS)):
-                    t = int(logits[i].argmax(-1))
-                    got[i].append(t)
-                    rows.set_next(i, t)
-        results[pack] = (got, first)
+    results = {pack: _batched_greedy(LeanRows(m, pack=pack), n) for pack in (False, True)}
     assert results[True][0] == alone == results[False][0]
     diff = (results[True][1] - results[False][1]).abs().max()
     assert 0 < diff < 1e-4  # a different kernel (not the same op by accident), the same numbers to rounding
@@ -270,15 +274,7 @@ def test_served_engines_run_eager_until_precompile_then_compiled_with_the_same_i
     assert (1, 64, torch.get_num_threads()) in eng.runners
     rows = LeanRows(m, engine=C.engine_for(m, C.batch_shape(m, 3), pack=True))
     rows.lean._looked.clear()
-    got = [[] for _ in PROMPTS]
-    with torch.inference_mode():
-        for r, p in enumerate(PROMPTS):  # rows joining one by one, as in the batcher
-            got[r].append(int(rows.add(p, cfg.max_new_tokens).argmax(-1)))
-            rows.set_next(r, got[r][-1])
-        for _ in range(cfg.max_new_tokens - 1):
-            for r, t in enumerate(rows.step().argmax(-1).tolist()):
-                got[r].append(t)
-                rows.set_next(r, t)
+    got = _batched_greedy(rows, cfg.max_new_tokens)[0]
     assert (3, 64, torch.get_num_threads()) in rows.lean.runners and rows.cache.slots == 3
     assert got == alone
     with Batcher(m, tok, max_batch=3) as b:  # the batcher runs this engine
