@@ -448,8 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--n-head", type=int, help="heads, for bare state dicts that do not record it")
     imp.set_defaults(func=_import_checkpoint)
 
-    cs = sub.add_parser("compile-step", help="build the compiled decode step of a GPT-2 model (AOTInductor; "
-                        "app.py starts this in the background)")
+    cs = sub.add_parser("compile-step", help="build the compiled decode step of a GPT-2 model (AOTInductor, "
+                        "with the OpenBLAS matrix-product op of engine/blas.py when it builds; app.py starts this "
+                        "in the background)")
     cs.add_argument("--model", required=True)
     cs.add_argument("--revision", default=None)
     cs.add_argument("--threads", type=_threads_arg, default=None, help="the server's --threads (default torch's)")

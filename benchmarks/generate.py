@@ -1,10 +1,14 @@
 """Generation speed on CPU, every variant measured in the same run, on the same prompt ids, alternating
-variants within each round (so a noisy neighbour slows them all alike), medians over rounds:
+variants within each round (so a noisy neighbour slows them all alike), medians over rounds. Each variant
+runs in its own worker process (see `alternate`: libraries loaded by one, CTranslate2's OpenMP runtime
+above all, slowed the others by up to a quarter when they shared a process):
 
   hf          transformers `model.generate` fp32, greedy                          (baseline)
   stream      Anno `stream` fp32, greedy: the default path (engine/compiled_step.py's compiled step, whose
               packages are built first and timed, where it compiles the model; else engine/fastpath.py's)
   lean        (where the step compiles) the same `stream` with the compiled step turned off
+  aten_mm     (where the step uses engine/blas.py's OpenBLAS op) the same `stream` on a compiled step
+              whose matrix products are at::addmm (MKL), as before that op (its packages built first too)
   ids_model   Anno `generate_ids(fast=False)`: the same loop over the model's own forward
   int8        Anno `stream` on the int8-cpu model (fbgemm dynamic int8, lean step)
   ct2_fp32 / ct2_int8   CTranslate2 4.8.5 Generator, float32 / int8, greedy (skipped, with the reason,
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import statistics
@@ -48,6 +53,9 @@ from engine.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer  #
 
 PROMPT = "It was the yeare of our Lord 1665, and in the Citie of London the sicknesse grew"
 GREEDY = dict(temperature=0, top_k=0, top_p=1.0)
+# Before each timed call, so the threads a variant leaves spinning (OpenBLAS's pool spins ~2^28 cycles, ~0.1 s,
+# after its last call; libgomp's a little) have gone to sleep and do not take a core from the next variant.
+PAUSE_S = 0.3
 
 
 class NoEnd(LogitsProcessor):
@@ -60,14 +68,13 @@ class NoEnd(LogitsProcessor):
         return scores.index_fill(1, torch.tensor([self.eot]), float("-inf"))
 
 
-def _ct2(model_dir: Path, out: Path, vocab: int):
-    """{compute_type: a CTranslate2 generator} or {"error": why}. The vocabulary is synthetic ("<id>"), so
-    prompts go in as ids and any model (and tokenizer) converts."""
+def convert_ct2(model_dir: Path, out: Path, vocab: int) -> str | None:
+    """Convert the model for CTranslate2 (float32 and int8) into out; None, or why not. The vocabulary is
+    synthetic ("<id>"), so prompts go in as ids and any model (and tokenizer) converts."""
     try:
-        import ctranslate2
         from ctranslate2.converters import TransformersConverter
     except ImportError as e:
-        return {"error": f"ctranslate2 not installed ({e}); pip install ctranslate2==4.8.5 for these rows"}
+        return f"ctranslate2 not installed ({e}); pip install ctranslate2==4.8.5 for these rows"
 
     class Vocab:
         bos_token = eos_token = unk_token = "<0>"
@@ -79,18 +86,49 @@ def _ct2(model_dir: Path, out: Path, vocab: int):
         def load_tokenizer(self, *args, **kwargs):
             return Vocab()
 
-    gens = {}
     for ct in ("float32", "int8"):
         Converter(str(model_dir)).convert(str(out / ct), quantization=ct, force=True)
-        gens[ct] = ctranslate2.Generator(str(out / ct), device="cpu", compute_type=ct,
-                                         intra_threads=torch.get_num_threads(), inter_threads=1)
-    return gens
+    return None
 
 
-def variants(model, q8, tok, ids: list[int], ct2) -> dict:
-    """name -> run(n) returning the n new ids."""
+def _call(conn, fn, args) -> None:
+    conn.send(fn(*args))
+
+
+def in_child(fn, *args):
+    """fn(*args) in a fresh (spawned) process; its result."""
+    ctx = multiprocessing.get_context("spawn")
+    mine, theirs = ctx.Pipe()
+    proc = ctx.Process(target=_call, args=(theirs, fn, args))
+    proc.start()
+    try:
+        return mine.recv()
+    finally:
+        proc.join()
+
+
+def variant(name: str, model_dir: Path, ct2_dir: Path):
+    """run(n) -> the n new ids, for one variant, built in the process that runs it."""
+    tok = load_tokenizer(model_dir)
+    ids = tok.backend_tokenizer.encode(PROMPT, add_special_tokens=False).ids
     eot = tok.backend_tokenizer.token_to_id("<|endoftext|>")
     eot = eot if eot is not None else 0
+    if name.startswith("ct2_"):
+        import ctranslate2
+
+        gen = ctranslate2.Generator(str(ct2_dir / name[4:]), device="cpu", compute_type=name[4:],
+                                    intra_threads=torch.get_num_threads(), inter_threads=1)
+
+        def ct2(n):
+            r = gen.generate_batch([[f"<{i}>" for i in ids]], max_length=n, min_length=n, sampling_topk=1,
+                                   include_prompt_in_result=False, end_token=f"<{eot}>")
+            return r[0].sequences_ids[0]
+        return ct2
+    model = quantized(model_dir, "int8-cpu") if name == "int8" else load_hf_model(model_dir)
+    if name == "lean":
+        compiled_step.MAX_WEIGHTS = 0  # engine_for: too large, so the lean step
+    if name == "aten_mm":
+        compiled_step.openblas = lambda build=False: False  # compiled, with at::addmm (packages built first)
 
     def hf(n):
         x = torch.tensor([ids])
@@ -99,48 +137,67 @@ def variants(model, q8, tok, ids: list[int], ct2) -> dict:
                                  min_new_tokens=n, pad_token_id=eot, eos_token_id=eot)
         return out[0, len(ids):].tolist()
 
-    def streamed(m):
-        def run(n):
-            cfg = GenerationConfig(max_new_tokens=n, **GREEDY)
-            return list(list(stream(m, tok, PROMPT, cfg, processors=[NoEnd(eot)]))[-1].generated_ids)
-        return run
+    def streamed(n):
+        cfg = GenerationConfig(max_new_tokens=n, **GREEDY)
+        return list(list(stream(model, tok, PROMPT, cfg, processors=[NoEnd(eot)]))[-1].generated_ids)
 
     def ids_model(n):
         return list(generate_ids(model, ids, GenerationConfig(max_new_tokens=n, **GREEDY), eos_id=-1, fast=False))
 
-    out = {"hf": hf, "stream": streamed(model), "ids_model": ids_model, "int8": streamed(q8)}
-    if compiled_step.unsupported(model) is None:
-        def lean(n, run=streamed(model)):
-            keep, compiled_step.MAX_WEIGHTS = compiled_step.MAX_WEIGHTS, 0  # engine_for: too large, so lean
+    return {"hf": hf, "ids_model": ids_model}.get(name, streamed)
+
+
+def _serve(conn, name: str, model_dir: str, ct2_dir: str, threads: int) -> None:
+    """A variant's worker process: build it, then answer each n with (seconds, ids) until None."""
+    torch.set_num_threads(threads)
+    run = variant(name, Path(model_dir), Path(ct2_dir))
+    conn.send("ready")
+    while (n := conn.recv()) is not None:
+        t = time.perf_counter()
+        got = run(n)
+        conn.send((time.perf_counter() - t, list(got)))
+
+
+def alternate(names: list[str], model_dir: Path, ct2_dir: Path, n: int, rounds: int) -> dict:
+    """Each variant runs in its own process, so no library one loads changes another's speed (measured
+    2026-11-30: in one process, after CTranslate2 -- which brings its own OpenMP runtime -- had run once, the
+    compiled step's 12x768 speed fell from 45.2 to 34.6-38.6 tok/s and stayed there; after the int8 model
+    had run, 52.8 -> 41.8). Each round asks every variant, in turn, for 1 token and then n (timed inside
+    the worker, so the pipe is not counted), after a pause of PAUSE_S; medians over rounds."""
+    ctx = multiprocessing.get_context("spawn")
+    workers = {}
+    for name in names:
+        mine, theirs = ctx.Pipe()
+        proc = ctx.Process(target=_serve, args=(theirs, name, str(model_dir), str(ct2_dir), torch.get_num_threads()),
+                           daemon=True)
+        proc.start()
+        workers[name] = (proc, mine)
+    try:
+        for name, (_, conn) in workers.items():
+            if conn.recv() != "ready":
+                raise RuntimeError(f"variant {name} did not start")
+        ids, ttft, total = {}, {k: [] for k in names}, {k: [] for k in names}
+        for name, (_, conn) in workers.items():  # warm-up (first-call allocations, lazy init), not timed
+            conn.send(n)
+            ids[name] = conn.recv()[1]
+        for _ in range(rounds):
+            for name, (_, conn) in workers.items():
+                time.sleep(PAUSE_S)
+                conn.send(1)
+                ttft[name].append(conn.recv()[0])
+                conn.send(n)
+                total[name].append(conn.recv()[0])
+    finally:
+        for proc, conn in workers.values():
             try:
-                return run(n)
-            finally:
-                compiled_step.MAX_WEIGHTS = keep
-        out["lean"] = lean
-    for ct, gen in ({} if "error" in ct2 else ct2).items():
-        def run(n, gen=gen):
-            r = gen.generate_batch([[f"<{i}>" for i in ids]], max_length=n, min_length=n, sampling_topk=1,
-                                   include_prompt_in_result=False, end_token=f"<{eot}>")
-            return r[0].sequences_ids[0]
-        out[f"ct2_{ct}"] = run
-    return out
-
-
-def alternate(runs: dict, n: int, rounds: int) -> dict:
-    """Each round runs every variant once for 1 token and once for n, in turn; medians over rounds."""
-    ttft, total, ids = {k: [] for k in runs}, {k: [] for k in runs}, {}
-    for name, run in runs.items():  # warm-up (first-call allocations, lazy init), not timed
-        ids[name] = run(n)
-    for _ in range(rounds):
-        for name, run in runs.items():
-            t = time.perf_counter()
-            run(1)
-            ttft[name].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            run(n)
-            total[name].append(time.perf_counter() - t)
+                conn.send(None)
+            except OSError:
+                pass
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
     res = {}
-    for name in runs:
+    for name in names:
         f, tot = statistics.median(ttft[name]), statistics.median(total[name])
         res[name] = {"ttft_ms": round(f * 1e3, 2), "tpot_ms": round((tot - f) / max(n - 1, 1) * 1e3, 3),
                      "tok_per_s": round(n / tot, 2), "tok_per_s_rounds": [round(n / t, 1) for t in total[name]],
@@ -202,21 +259,28 @@ def bench_shape(name: str, model_dir: Path, n: int, rounds: int, bandwidth: floa
            "threads": torch.get_num_threads()}
     if (why := compiled_step.unsupported(model)) is None:  # the default path for it: build its packages first
         shapes, batch = [], compiled_step.batch_shape(model, MAX_BATCH)  # the ones this benchmark runs
-        for slots, width in [(1, compiled_step.width_for(len(ids) + n - 1, model.config.n_positions)),
-                             *([batch] if batch else [])]:
+        blas = compiled_step.openblas(build=True)
+        width = compiled_step.width_for(len(ids) + n - 1, model.config.n_positions)
+        for slots, width, use in [(1, width, blas), *([(*batch, blas)] if batch else []),
+                                  *([(1, width, False)] if blas else [])]:  # the aten_mm variant's
             t = time.perf_counter()
-            built = not compiled_step.package_path(model, slots, width).is_file()
-            compiled_step.compile_runner(model, slots, width)
-            shapes.append({"slots": slots, "width": width, "built": built,
+            built = not compiled_step.package_path(model, slots, width, use).is_file()
+            compiled_step.compile_runner(model, slots, width, use)
+            shapes.append({"slots": slots, "width": width, "openblas": use, "built": built,
                            "seconds": round(time.perf_counter() - t, 1)})
-        out["compiled_step"] = {"shapes": shapes}
+        out["compiled_step"] = {"openblas": blas, "shapes": shapes}
     else:
         out["compiled_step"] = {"not_used": why}
+    names = ["hf", "stream", "ids_model", "int8"]
+    if why is None:
+        names += ["lean"] + (["aten_mm"] if out["compiled_step"]["openblas"] else [])
     with tempfile.TemporaryDirectory() as d:
-        ct2 = _ct2(model_dir, Path(d), model.config.vocab_size)
-        if "error" in ct2:
-            out["ct2"] = ct2["error"]
-        out.update(alternate(variants(model, quantized(model_dir, "int8-cpu"), tok, ids, ct2), n, rounds))
+        err = in_child(convert_ct2, model_dir, Path(d), model.config.vocab_size)  # CTranslate2 never loads here
+        if err:
+            out["ct2"] = err
+        else:
+            names += ["ct2_float32", "ct2_int8"]
+        out.update(alternate(names, model_dir, Path(d), n, rounds))
     for method in ("bnb-int8", "bnb-nf4") if bnb else ():
         try:
             q = quantized(model_dir, method)
@@ -246,6 +310,7 @@ def bench_shape(name: str, model_dir: Path, n: int, rounds: int, bandwidth: floa
         "lean_vs_model_forward": ratio(out.get("lean", st)["tok_per_s"], out["ids_model"]["tok_per_s"]),
         "int8_vs_hf": ratio(q8["tok_per_s"], hf["tok_per_s"]),
         "compiled_vs_lean": ratio(st["tok_per_s"], out.get("lean", {}).get("tok_per_s")),
+        "openblas_vs_aten_mm": ratio(st["tok_per_s"], out.get("aten_mm", {}).get("tok_per_s")),
     }
     return out
 

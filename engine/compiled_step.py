@@ -3,8 +3,11 @@ in a preallocated KV cache) ahead-of-time compiled by torch.export + AOTInductor
 cache shape, so a step is one call instead of ~100 torch ops.
 
 Why: the demo model's lean step (4x128, vocab 8000) is dispatch-bound, a few to tens of microseconds of
-overhead per op for little arithmetic. Compiled, each layer is 4 MKL GEMM calls plus 3 fused C++ kernels (the
-cache write, masked softmax attention and both matmuls of a head are one kernel), called from C++. Measured
+overhead per op for little arithmetic. Compiled, each layer is 4 matrix products plus 3 fused C++ kernels (the
+cache write, masked softmax attention and both matmuls of a head are one kernel), called from C++. The matrix
+products are engine/blas.py's OpenBLAS op where its library builds (`openblas()`; packages are keyed on it),
+else MKL's at::addmm: 38.3 -> 44.3 tok/s on 12x768 at two threads, 943 -> 1,512 on the demo model at one
+(benchmarks/generate.py's `aten_mm` variant; same greedy ids). Measured
 2026-11-30, 2-core AMD EPYC shared with other jobs (load 2-7), greedy, prefill included, variants alternated
 in one process (exploration /tmp/c16/bench.py, 128 tokens after 20, medians of 7 rounds; then
 benchmarks/generate.py, 64 tokens, medians of 5):
@@ -52,6 +55,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from engine import blas
 from engine.fastpath import KVCache, LeanGPT2
 from engine.fastpath import unsupported as lean_unsupported
 
@@ -116,9 +120,9 @@ class _Step(torch.nn.Module):
     length before the step), then the k caches and the v caches of every layer [slots, heads, width,
     head_dim], rows 0..rows-1 written in place at pos. Returns logits [rows, vocab]. The same layer order and ops as LeanGPT2."""
 
-    def __init__(self, model):
+    def __init__(self, model, blas_threads: int):
         super().__init__()
-        self.model = model
+        self.model, self.blas_threads = model, blas_threads  # 0: at::addmm
         cfg = model.config
         self.n_layer, self.n_head, self.d, self.eps = cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.layer_norm_epsilon
 
@@ -133,19 +137,25 @@ class _Step(torch.nn.Module):
         for layer, blk in enumerate(t.h):
             kc, vc = caches[layer], caches[L + layer]
             a = F.layer_norm(h, (d,), blk.ln_1.weight, blk.ln_1.bias, self.eps)
-            q, k, v = torch.addmm(blk.attn.c_attn.bias, a, blk.attn.c_attn.weight).split(d, dim=1)
+            q, k, v = self.linear(a, blk.attn.c_attn.weight, blk.attn.c_attn.bias).split(d, dim=1)
             kc.index_put_((rows, heads, at), k.view(B, H, hd))
             vc.index_put_((rows, heads, at), v.view(B, H, hd))
             # explicit softmax attention: inductor fuses it with the cache write into one kernel (SDPA stays
             # a separate flash-attention call, 15% slower per step here)
             s = (q.view(B, H, 1, hd) @ kc[:B].transpose(-1, -2)) * blk.attn.scaling
             o = torch.softmax(s.masked_fill(masked, float("-inf")), dim=-1) @ vc[:B]
-            h = torch.addmm(blk.attn.c_proj.bias, o.reshape(B, d), blk.attn.c_proj.weight) + h
+            h = self.linear(o.reshape(B, d), blk.attn.c_proj.weight, blk.attn.c_proj.bias) + h
             m = F.layer_norm(h, (d,), blk.ln_2.weight, blk.ln_2.bias, self.eps)
-            f = blk.mlp.act(torch.addmm(blk.mlp.c_fc.bias, m, blk.mlp.c_fc.weight))
-            h = h + torch.addmm(blk.mlp.c_proj.bias, f, blk.mlp.c_proj.weight)
+            f = blk.mlp.act(self.linear(m, blk.mlp.c_fc.weight, blk.mlp.c_fc.bias))
+            h = h + self.linear(f, blk.mlp.c_proj.weight, blk.mlp.c_proj.bias)
         h = F.layer_norm(h, (d,), t.ln_f.weight, t.ln_f.bias, self.eps)
-        return F.linear(h, self.model.lm_head.weight)
+        return self.linear(h, self.model.lm_head.weight, None, out_in=True)
+
+    def linear(self, x, w, b, out_in=False):
+        """x @ w + b (w [in, out]; [out, in] with out_in): engine/blas.py's OpenBLAS op, else at::addmm."""
+        if self.blas_threads:
+            return blas.linear(x, w, b, out_in, self.blas_threads)
+        return F.linear(x, w) if out_in else torch.addmm(b, x, w)
 
 
 def package_dir() -> Path:
@@ -159,31 +169,45 @@ def package_dir() -> Path:
 @functools.lru_cache(maxsize=1)
 def _code_digest() -> str:
     """The step's source: a package built from older code is not reused."""
-    return hashlib.sha256(inspect.getsource(_Step).encode()).hexdigest()
+    return hashlib.sha256((inspect.getsource(_Step) + blas.source_digest()).encode()).hexdigest()
 
 
-def _package_key(model, slots: int, width: int) -> str:
+def openblas(build: bool = False) -> bool:
+    """Whether steps compiled now call engine/blas.py's OpenBLAS op (its library is loaded or kept in
+    `package_dir()`; build: build it now when missing, ~13 s) rather than at::addmm."""
+    return blas.unavailable(package_dir(), cxx_compiler() if build else None) is None
+
+
+def _package_key(model, slots: int, width: int, use_openblas: bool) -> str:
     cfg = model.config
     arch = {k: getattr(cfg, k, None) for k in ("n_layer", "n_head", "n_embd", "n_inner", "vocab_size", "n_positions",
                                               "layer_norm_epsilon", "activation_function", "scale_attn_weights",
                                               "scale_attn_by_inverse_layer_idx")}
     parts = [torch.__version__, json.dumps(arch, sort_keys=True), _code_digest(), cxx_compiler(),
-             slots, width, torch.get_num_threads()]
+             slots, width, torch.get_num_threads(), use_openblas]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
-def package_path(model, slots: int, width: int) -> Path:
-    """The file of this shape's compiled package in `package_dir()` (at torch's current thread count)."""
-    return package_dir() / f"step-{_package_key(model, slots, width)}.pt2"
+def package_path(model, slots: int, width: int, use_openblas: bool | None = None) -> Path:
+    """The file of this shape's compiled package in `package_dir()` (at torch's current thread count; with
+    the OpenBLAS op when its library is there, unless use_openblas says)."""
+    use = openblas() if use_openblas is None else use_openblas
+    return package_dir() / f"step-{_package_key(model, slots, width, use)}.pt2"
 
 
-def compile_runner(model, slots: int, width: int):
+def compile_runner(model, slots: int, width: int, use_openblas: bool | None = None):
     """An AOTInductor runner of `_Step` for caches of this shape (any number of rows up to `slots`) at
     torch's current thread count, bound to the model's own parameters (no copy), loaded from `package_dir()`
-    when compiled before. Call as runner.loader.boxed_run([tokens, pos, *k, *v]) -> [logits]."""
-    step = _Step(model)
+    when compiled before. Its matrix products are engine/blas.py's OpenBLAS op when use_openblas (None: when
+    that op's library exists or builds now), else at::addmm. Call as runner.loader.boxed_run([tokens, pos,
+    *k, *v]) -> [logits]."""
+    use = openblas(build=True) if use_openblas is None else use_openblas
+    if use and not openblas():
+        raise RuntimeError(f"the OpenBLAS op is unusable: {blas.unavailable(package_dir())}")
+    threads = torch.get_num_threads()
+    step = _Step(model, threads if use else 0)
     cfg = model.config
-    pkg = package_path(model, slots, width)
+    pkg = package_path(model, slots, width, use)
     folder = pkg.parent
     if not pkg.is_file():
         cache = [torch.zeros(slots, cfg.n_head, width, cfg.n_embd // cfg.n_head) for _ in range(2 * cfg.n_layer)]
@@ -195,9 +219,11 @@ def compile_runner(model, slots: int, width: int):
             ep = torch.export.export(step, example, dynamic_shapes=shapes, strict=False)
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="tmp-", dir=folder) as d:  # atomic: build, then rename
+            # with the OpenBLAS op, single-threaded kernels: its own thread pool then has the other cores to
+            # itself (engine/blas.cpp: 53.1 vs 44.8 tok/s on 12x768 at two threads)
             tmp = torch._inductor.aoti_compile_and_package(
                 ep, package_path=os.path.join(d, "step.pt2"),
-                inductor_configs={"aot_inductor.package_constants_in_so": False})
+                inductor_configs={"aot_inductor.package_constants_in_so": False, "cpp.threads": 1 if use else -1})
             os.replace(tmp, pkg)
     runner = torch._inductor.aoti_load_package(str(pkg))  # extracts the .so to its own temp folder
     params = dict(step.named_parameters(remove_duplicate=False)) | dict(step.named_buffers(remove_duplicate=False))
@@ -233,12 +259,12 @@ class CompiledGPT2:
             cache.reserve(max(cache.slots, slot + 1), width_for(len(ids), self.context))
         return self.lean.prefill(ids, cache, slot)
 
-    def runner(self, slots: int, width: int):
+    def runner(self, slots: int, width: int, use_openblas: bool | None = None):
         """The compiled runner for caches of this shape (compiling it now when no package exists)."""
         key = (slots, width, torch.get_num_threads())
         with self._lock:
             if key not in self.runners:
-                self.runners[key] = compile_runner(self.model, slots, width)
+                self.runners[key] = compile_runner(self.model, slots, width, use_openblas)
             return self.runners[key]
 
     def _ready(self, key: tuple[int, int, int]):
@@ -250,7 +276,8 @@ class CompiledGPT2:
         if now - self._looked.get(key, -_RECHECK_S) < _RECHECK_S:
             return None
         self._looked[key] = now
-        return self.runner(*key[:2]) if package_path(self.model, *key[:2]).is_file() else None
+        use = openblas()  # decided once here: the library may appear (a compile-step process) at any time
+        return self.runner(*key[:2], use) if package_path(self.model, *key[:2], use).is_file() else None
 
     def step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """One decode step for every row: tokens [rows, 1] long. Returns logits [rows, vocab]."""
@@ -314,16 +341,20 @@ def serving_shapes(model, max_batch: int) -> list[tuple[int, int]]:
 
 def precompile(model, max_batch: int, progress=print) -> list[dict]:
     """Build the missing packages of `serving_shapes` at torch's current thread count (a long job:
-    17-34 s a shape here); returns one {"slots", "width", "threads", "seconds", "built"} per shape."""
+    17-34 s a shape here), after engine/blas.py's OpenBLAS op (when it builds); returns one {"slots",
+    "width", "threads", "openblas", "seconds", "built"} per shape."""
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= 1024:
         raise ValueError(f"max_batch={max_batch!r}: must be an integer in [1, 1024]")
     if reason := unsupported(model):
         raise ValueError(f"nothing to compile: {reason}")
-    out = []
+    out, t0 = [], time.time()
+    use = openblas(build=True)
+    progress(json.dumps({"openblas": use, "seconds": round(time.time() - t0, 1)} if use else
+                        {"openblas": False, "why": blas.unavailable(package_dir())}))
     for slots, width in serving_shapes(model, max_batch):
-        t0, built = time.time(), not package_path(model, slots, width).is_file()
-        compile_runner(model, slots, width)
-        out.append({"slots": slots, "width": width, "threads": torch.get_num_threads(),
+        t0, built = time.time(), not package_path(model, slots, width, use).is_file()
+        compile_runner(model, slots, width, use)
+        out.append({"slots": slots, "width": width, "threads": torch.get_num_threads(), "openblas": use,
                     "seconds": round(time.time() - t0, 1), "built": built})
         progress(json.dumps(out[-1]))
     return out

@@ -1,0 +1,122 @@
+"""Benchmark: the matrix products of one decode token through torch's at::mm (MKL, what the compiled step
+called before), engine/blas.py's anno::linear (OpenBLAS, what it calls now) and numpy's matmul (the same
+OpenBLAS called directly: the peer and the best this library does).
+
+anno::linear runs on OpenBLAS's own pool at torch's thread count (as in the compiled step); numpy's
+pool is set to the same count.
+
+Shapes: every product of a 12x768 GPT-2 (vocab 8000: c_attn 768x2304, c_proj 768x768, c_fc 768x3072,
+mlp c_proj 3072x768 per layer, lm_head 8000x768 [out, in]) with 12 distinct layers (359 MB of weights, so
+they come from memory as in decoding, not from cache), and the demo model's 4x128 set. Rows 1 (one
+stream), 4 and 8 (the batcher). Variants alternate within each round; medians of rounds. Prints one JSON
+object; `ratios` holds anno::linear's speed over at::mm and over numpy per case.
+
+    .venv/bin/python benchmarks/blas.py [--threads 2] [--rounds 5]
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from engine import blas  # noqa: E402
+from engine import compiled_step  # noqa: E402
+
+SHAPES = {"12x768": (12, 768, 8000), "demo 4x128": (4, 128, 8000)}
+
+
+def weights(layers: int, d: int, vocab: int) -> tuple[list[list[torch.Tensor]], torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    per = [[torch.randn(d, 3 * d, generator=g), torch.randn(d, d, generator=g), torch.randn(d, 4 * d, generator=g),
+            torch.randn(4 * d, d, generator=g)] for _ in range(layers)]
+    return per, torch.randn(vocab, d, generator=g)
+
+
+def numpy_threads(n: int) -> None:
+    """numpy's OpenBLAS pool at n threads, so both sides use as many cores."""
+    handle = ctypes.CDLL(str(blas.find_openblas()[0]))
+    for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads"):
+        if hasattr(handle, name):
+            getattr(handle, name)(n)
+            return
+
+
+def runs(per, head, rows: int) -> dict:
+    d = head.shape[1]
+    x, x4 = torch.randn(rows, d), torch.randn(rows, 4 * d)
+    xn, x4n, hn = x.numpy(), x4.numpy(), head.numpy()
+    pn = [[w.numpy() for w in layer] for layer in per]
+
+    def aten():
+        for w in per:
+            torch.mm(x, w[0]), torch.mm(x, w[1]), torch.mm(x, w[2]), torch.mm(x4, w[3])
+        torch.nn.functional.linear(x, head)
+
+    t = torch.get_num_threads()
+
+    def op():
+        for w in per:
+            blas.linear(x, w[0], None, False, t), blas.linear(x, w[1], None, False, t)
+            blas.linear(x, w[2], None, False, t), blas.linear(x4, w[3], None, False, t)
+        blas.linear(x, head, None, True, t)
+
+    def numpy():
+        for w in pn:
+            xn @ w[0], xn @ w[1], xn @ w[2], x4n @ w[3]
+        xn @ hn.T
+
+    return {"aten_mm": aten, "anno_linear": op, "numpy": numpy}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (numpy's OpenBLAS: the same)")
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    why = blas.unavailable(compiled_step.package_dir(), compiled_step.cxx_compiler())
+    if why:
+        print(json.dumps({"benchmark": "blas", "error": why}))
+        return
+    numpy_threads(threads)
+    out = {"benchmark": "blas", "cpus": os.cpu_count(), "threads": threads,
+           "load_average_1min_start": round(os.getloadavg()[0], 2), "cases": {}, "ratios": {}}
+    with torch.inference_mode():
+        for name, shape in SHAPES.items():
+            per, head = weights(*shape)
+            mb = (sum(w.numel() for layer in per for w in layer) + head.numel()) * 4 / 1e6
+            for rows in (1, 4, 8):
+                fns = runs(per, head, rows)
+                n = 20 if shape[1] >= 512 else 400
+                times = {k: [] for k in fns}
+                for f in fns.values():  # warm-up
+                    f()
+                for _ in range(args.rounds):
+                    for k, f in fns.items():
+                        t = time.perf_counter()
+                        for _ in range(n):
+                            f()
+                        times[k].append((time.perf_counter() - t) / n)
+                case = f"{name} rows {rows}"
+                med = {k: statistics.median(v) for k, v in times.items()}
+                out["cases"][case] = {k: {"ms_per_token": round(v * 1e3, 3), "gb_per_s": round(mb / v / 1e3, 1)}
+                                      for k, v in med.items()}
+                out["ratios"][case] = {"vs_aten_mm": round(med["aten_mm"] / med["anno_linear"], 2),
+                                       "vs_numpy": round(med["numpy"] / med["anno_linear"], 2)}
+    out["load_average_1min_end"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
