@@ -58,7 +58,7 @@ def find_openblas() -> tuple[Path, tuple[str, str, str]] | str:
 @functools.lru_cache(maxsize=1)
 def source_digest() -> str:
     """engine/blas.cpp's digest: libraries and compiled packages built from other source are not reused."""
-    return hashlib.sha256(SOURCE.read_bytes()).hexdigest()
+    return hashlib.sha256(SOURCE.read_bytes()).hexdigest() if SOURCE.is_file() else "missing"
 
 
 def loaded() -> bool:
@@ -71,6 +71,8 @@ def library_file(folder: Path) -> Path | str:
     found = find_openblas()
     if isinstance(found, str):
         return found
+    if not SOURCE.is_file():
+        return f"{SOURCE} is missing"
     lib, names = found
     key = hashlib.sha256(repr([torch.__version__, source_digest(), str(lib), names]).encode()).hexdigest()[:24]
     return Path(folder) / f"anno_blas-{key}.so"
