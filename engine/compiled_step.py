@@ -6,8 +6,11 @@ Why: the demo model's lean step (4x128, vocab 8000) is dispatch-bound, a few to 
 overhead per op for little arithmetic. Compiled, each layer is 4 matrix products plus 3 fused C++ kernels (the
 cache write, masked softmax attention and both matmuls of a head are one kernel), called from C++. The matrix
 products are engine/blas.py's OpenBLAS op where its library builds (`openblas()`; packages are keyed on it),
-else MKL's at::addmm: 38.3 -> 44.3 tok/s on 12x768 at two threads, 943 -> 1,512 on the demo model at one
-(benchmarks/generate.py's `aten_mm` variant; same greedy ids). Measured
+else MKL's at::addmm: 39.1 -> 52.7 tok/s on 12x768 at two threads, 39.7 -> 47.9 at one; the demo model
+1,367 -> 1,497 at two, but 1,818 -> 1,582 at one, where its products are tiny (benchmarks/generate.py's
+`aten_mm` variant, one process per variant; same greedy ids). The table below was measured with every
+variant in one process, which slowed CTranslate2 most (its own OpenMP runtime): alone it decodes the demo
+model in 0.27-0.52 ms a token and 12x768 at 57.8-64.7 tok/s at two threads. Measured
 2026-11-30, 2-core AMD EPYC shared with other jobs (load 2-7), greedy, prefill included, variants alternated
 in one process (exploration /tmp/c16/bench.py, 128 tokens after 20, medians of 7 rounds; then
 benchmarks/generate.py, 64 tokens, medians of 5):
