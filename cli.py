@@ -449,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(func=_import_checkpoint)
 
     cs = sub.add_parser("compile-step", help="build the compiled decode step of a GPT-2 model (AOTInductor, "
-                        "with the OpenBLAS matrix-product op of engine/blas.py when it builds; app.py starts this "
+                        "with the matrix-product op of engine/blas.py when it builds; app.py starts this "
                         "in the background)")
     cs.add_argument("--model", required=True)
     cs.add_argument("--revision", default=None)

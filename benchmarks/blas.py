@@ -1,15 +1,16 @@
 """Benchmark: the matrix products of one decode token through torch's at::mm (MKL, what the compiled step
-called before), engine/blas.py's anno::linear (OpenBLAS, what it calls now) and numpy's matmul (the same
-OpenBLAS called directly: the peer and the best this library does).
+called first), engine/blas.py's anno::anno_linear (what it calls now: one row on the op's own kernels and
+workers, several rows on OpenBLAS's sgemm) and numpy's matmul (OpenBLAS called directly: the peer).
 
-anno::linear runs on OpenBLAS's own pool at torch's thread count (as in the compiled step); numpy's
-pool is set to the same count.
+The op runs at torch's thread count (as in the compiled step); numpy's OpenBLAS pool is set to the same
+count. Each variant's timed block starts after a 0.3 s pause, so a thread pool the previous one left spinning
+(OpenBLAS's spins ~0.1 s) is asleep and does not take a core from it.
 
 Shapes: every product of a 12x768 GPT-2 (vocab 8000: c_attn 768x2304, c_proj 768x768, c_fc 768x3072,
 mlp c_proj 3072x768 per layer, lm_head 8000x768 [out, in]) with 12 distinct layers (359 MB of weights, so
 they come from memory as in decoding, not from cache), and the demo model's 4x128 set. Rows 1 (one
 stream), 4 and 8 (the batcher). Variants alternate within each round; medians of rounds. Prints one JSON
-object; `ratios` holds anno::linear's speed over at::mm and over numpy per case.
+object; `ratios` holds the op's speed over at::mm and over numpy per case.
 
     .venv/bin/python benchmarks/blas.py [--threads 2] [--rounds 5]
 """
@@ -104,6 +105,7 @@ def main() -> None:
                     f()
                 for _ in range(args.rounds):
                     for k, f in fns.items():
+                        time.sleep(0.3)
                         t = time.perf_counter()
                         for _ in range(n):
                             f()

@@ -7,8 +7,10 @@ above all, slowed the others by up to a quarter when they shared a process):
   stream      Anno `stream` fp32, greedy: the default path (engine/compiled_step.py's compiled step, whose
               packages are built first and timed, where it compiles the model; else engine/fastpath.py's)
   lean        (where the step compiles) the same `stream` with the compiled step turned off
-  aten_mm     (where the step uses engine/blas.py's OpenBLAS op) the same `stream` on a compiled step
-              whose matrix products are at::addmm (MKL), as before that op (its packages built first too)
+  aten_mm     (where the step uses engine/blas.py's op) the same `stream` on a compiled step whose matrix
+              products are at::addmm (MKL), as before that op (its packages built first too)
+  ob_gemv     (where the op has its own one-row kernels) the same `stream` and packages, with the op's
+              one-row products on OpenBLAS's sgemv and its thread pool instead (blas.gemv_kernel(False))
   ids_model   Anno `generate_ids(fast=False)`: the same loop over the model's own forward
   int8        Anno `stream` on the int8-cpu model (fbgemm dynamic int8, lean step)
   ct2_fp32 / ct2_int8   CTranslate2 4.8.5 Generator, float32 / int8, greedy (skipped, with the reason,
@@ -43,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from transformers import LogitsProcessor  # noqa: E402
 
-from engine import compiled_step  # noqa: E402
+from engine import blas, compiled_step  # noqa: E402
 from engine.batching import Batcher  # noqa: E402
 from engine.serving import MAX_BATCH  # noqa: E402
 from engine.checkpoint import load_hf_model, save_hf_model  # noqa: E402
@@ -129,6 +131,8 @@ def variant(name: str, model_dir: Path, ct2_dir: Path):
         compiled_step.MAX_WEIGHTS = 0  # engine_for: too large, so the lean step
     if name == "aten_mm":
         compiled_step.openblas = lambda build=False: False  # compiled, with at::addmm (packages built first)
+    if name == "ob_gemv" and compiled_step.openblas():  # loads the op's library
+        blas.gemv_kernel(False)
 
     def hf(n):
         x = torch.tensor([ids])
@@ -259,21 +263,23 @@ def bench_shape(name: str, model_dir: Path, n: int, rounds: int, bandwidth: floa
            "threads": torch.get_num_threads()}
     if (why := compiled_step.unsupported(model)) is None:  # the default path for it: build its packages first
         shapes, batch = [], compiled_step.batch_shape(model, MAX_BATCH)  # the ones this benchmark runs
-        blas = compiled_step.openblas(build=True)
+        use_op = compiled_step.openblas(build=True)
         width = compiled_step.width_for(len(ids) + n - 1, model.config.n_positions)
-        for slots, width, use in [(1, width, blas), *([(*batch, blas)] if batch else []),
-                                  *([(1, width, False)] if blas else [])]:  # the aten_mm variant's
+        for slots, width, use in [(1, width, use_op), *([(*batch, use_op)] if batch else []),
+                                  *([(1, width, False)] if use_op else [])]:  # the aten_mm variant's
             t = time.perf_counter()
             built = not compiled_step.package_path(model, slots, width, use).is_file()
             compiled_step.compile_runner(model, slots, width, use)
             shapes.append({"slots": slots, "width": width, "openblas": use, "built": built,
                            "seconds": round(time.perf_counter() - t, 1)})
-        out["compiled_step"] = {"openblas": blas, "shapes": shapes}
+        out["compiled_step"] = {"openblas": use_op, "own_gemv": use_op and blas.gemv_kernel() == "own",
+                                "shapes": shapes}
     else:
         out["compiled_step"] = {"not_used": why}
     names = ["hf", "stream", "ids_model", "int8"]
     if why is None:
         names += ["lean"] + (["aten_mm"] if out["compiled_step"]["openblas"] else [])
+        names += ["ob_gemv"] if out["compiled_step"]["own_gemv"] else []
     with tempfile.TemporaryDirectory() as d:
         err = in_child(convert_ct2, model_dir, Path(d), model.config.vocab_size)  # CTranslate2 never loads here
         if err:
@@ -311,6 +317,7 @@ def bench_shape(name: str, model_dir: Path, n: int, rounds: int, bandwidth: floa
         "int8_vs_hf": ratio(q8["tok_per_s"], hf["tok_per_s"]),
         "compiled_vs_lean": ratio(st["tok_per_s"], out.get("lean", {}).get("tok_per_s")),
         "openblas_vs_aten_mm": ratio(st["tok_per_s"], out.get("aten_mm", {}).get("tok_per_s")),
+        "own_gemv_vs_openblas_gemv": ratio(st["tok_per_s"], out.get("ob_gemv", {}).get("tok_per_s")),
     }
     return out
 

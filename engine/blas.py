@@ -1,13 +1,14 @@
-"""The OpenBLAS matrix product of the compiled decode step: the `anno::linear` torch op (engine/blas.cpp) --
-finding the OpenBLAS library numpy ships, building the op's library with the C++ compiler AOTInductor uses
-(once per torch version, source and OpenBLAS; ~13 s), keeping it beside the compiled packages, loading it,
-and its shape function for torch.export.
+"""The matrix product of the compiled decode step: the `anno::anno_linear` torch op (engine/blas.cpp: one row
+on its own prefetching GEMV kernels and worker threads, several rows on OpenBLAS's sgemm) -- finding the
+OpenBLAS library numpy ships, building the op's library for this CPU with the C++ compiler AOTInductor uses
+(once per torch version, source, OpenBLAS and CPU; ~15 s), keeping it beside the compiled packages, loading
+it, its shape function for torch.export, and the C shim declaration AOTInductor needs to call it directly.
 
 Why: engine/compiled_step.py's step spends most of a token in one-row matrix products, and on this machine
 (AMD EPYC, MKL 2024.2 inside torch) MKL's are slow: the 12x768 model's 49 one-row products per token stream
-its weights at 16.5 GB/s through at::mm with two threads, 23 GB/s through OpenBLAS (benchmarks/blas.py).
-The op uses OpenBLAS's own thread pool, and the packages that call it are compiled with single-threaded
-kernels so that torch's OpenMP pool stays idle meanwhile (engine/blas.cpp says what mixing them cost).
+its weights at 16.5 GB/s through at::mm with two threads, 22 GB/s through OpenBLAS's sgemv, 25 GB/s through
+the op's own kernels (benchmarks/blas.py; engine/blas.cpp says why). The packages that call the op are
+compiled with single-threaded kernels so that torch's OpenMP pool stays idle meanwhile.
 Where the op cannot be built (no numpy OpenBLAS >= 0.3.27, no compiler) the step keeps at::addmm, with the
 same ids; benchmarks/generate.py's `aten_mm` variant measures that difference in every run.
 """
@@ -17,6 +18,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import platform
 import subprocess
 import tempfile
 import threading
@@ -30,7 +32,12 @@ SOURCE = Path(__file__).with_name("blas.cpp")
 SYMBOLS = (("scipy_cblas_sgemv64_", "scipy_cblas_sgemm64_", "int64_t"),
            ("scipy_cblas_sgemv", "scipy_cblas_sgemm", "int"),
            ("cblas_sgemv", "cblas_sgemm", "int"))
+# The op's C entry point as AOTInductor declares it (torch._inductor.config.aot_inductor.custom_ops_to_c_shims):
+# compiled steps then call it directly, not through the proxy executor's per-call argument parsing.
+C_SHIM = ("AOTITorchError aoti_torch_cpu_anno_linear(AtenTensorHandle x, AtenTensorHandle w, AtenTensorHandle* b, "
+          "int32_t out_in, int64_t threads, AtenTensorHandle* ret0)")
 _lock = threading.Lock()
+_library: list = [None]  # the loaded library (ctypes), for gemv_kernel
 _failed: dict[Path, str] = {}  # library -> why its build or load failed in this process (not retried)
 
 
@@ -62,19 +69,21 @@ def source_digest() -> str:
 
 
 def loaded() -> bool:
-    """Whether anno::linear is registered in this process."""
-    return hasattr(torch.ops, "anno") and hasattr(torch.ops.anno, "linear")
+    """Whether anno::anno_linear is registered in this process."""
+    return hasattr(torch.ops, "anno") and hasattr(torch.ops.anno, "anno_linear")
 
 
 def library_file(folder: Path) -> Path | str:
-    """Where the op's library for this torch, source and OpenBLAS is kept in folder, or why there is none."""
+    """Where the op's library for this torch, source, OpenBLAS and CPU (it is built with -march=native) is kept
+    in folder, or why there is none."""
     found = find_openblas()
     if isinstance(found, str):
         return found
     if not SOURCE.is_file():
         return f"{SOURCE} is missing"
     lib, names = found
-    key = hashlib.sha256(repr([torch.__version__, source_digest(), str(lib), names]).encode()).hexdigest()[:24]
+    cpu = [platform.machine(), torch.backends.cpu.get_cpu_capability()]
+    key = hashlib.sha256(repr([torch.__version__, source_digest(), str(lib), names, cpu]).encode()).hexdigest()[:24]
     return Path(folder) / f"anno_blas-{key}.so"
 
 
@@ -83,7 +92,7 @@ def build(folder: Path, cxx: str) -> Path:
     folder, then renamed). Raises RuntimeError with the compiler's output on failure."""
     target = library_file(folder)
     if isinstance(target, str):
-        raise RuntimeError(f"cannot build anno::linear: {target}")
+        raise RuntimeError(f"cannot build anno::anno_linear: {target}")
     lib, (sgemv, sgemm, int_type) = find_openblas()
     from torch.utils import cpp_extension
 
@@ -92,32 +101,35 @@ def build(folder: Path, cxx: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tmp-", dir=target.parent) as d:
         out = os.path.join(d, target.name)
-        cmd = [cxx, "-O2", "-shared", "-fPIC", "-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+        cmd = [cxx, "-O2", "-march=native", "-shared", "-fPIC", "-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
                f"-DANNO_SGEMV={sgemv}", f"-DANNO_SGEMM={sgemm}", f"-DANNO_BLAS_INT={int_type}",
                *[f"-I{p}" for p in cpp_extension.include_paths()], str(SOURCE), "-o", out,
                f"-L{torch_lib}", "-ltorch", "-ltorch_cpu", "-lc10", str(lib),
                f"-Wl,-rpath,{torch_lib}", f"-Wl,-rpath,{lib.parent}"]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"building anno::linear failed ({cxx}):\n{done.stderr[-4000:]}")
+            raise RuntimeError(f"building anno::anno_linear failed ({cxx}):\n{done.stderr[-4000:]}")
         os.replace(out, target)
     return target
 
 
 def load(path: Path) -> None:
-    """Register anno::linear from a built library (once per process) and its shape function."""
+    """Register anno::anno_linear from a built library (once per process) and its shape function. The library
+    is loaded with RTLD_GLOBAL, so that compiled steps' libraries find its C shim when they are loaded."""
     with _lock:
         if loaded():
             return
+        ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
         torch.ops.load_library(str(path))
+        _library[0] = ctypes.CDLL(str(path))
 
-        @torch.library.register_fake("anno::linear")
+        @torch.library.register_fake("anno::anno_linear")
         def _shape(x, w, b, out_in, threads):
             return x.new_empty(x.shape[0], w.shape[0] if out_in else w.shape[1])
 
 
 def unavailable(folder: Path, cxx: str | None = None) -> str | None:
-    """None when anno::linear can be used now -- registered, or its library is in folder (then loaded), or,
+    """None when anno::anno_linear can be used now -- registered, or its library is in folder (then loaded), or,
     only when cxx is given, built now --, else the reason (the step then keeps at::addmm)."""
     if loaded():
         return None
@@ -133,14 +145,26 @@ def unavailable(folder: Path, cxx: str | None = None) -> str | None:
             build(folder, cxx)
         load(target)
     except (OSError, RuntimeError) as e:
-        _failed[target] = f"anno::linear is unusable: {e}"
+        _failed[target] = f"anno::anno_linear is unusable: {e}"
         return _failed[target]
-    return None if loaded() else f"{target} loaded but registered no anno::linear"
+    return None if loaded() else f"{target} loaded but registered no anno::anno_linear"
 
 
 def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, out_in: bool = False,
            threads: int = 1) -> torch.Tensor:
-    """x [rows, in] @ w (+ b): w [in, out], or [out, in] with out_in (nn.Linear's layout), on `threads` of
-    OpenBLAS's own pool (call it where no torch OpenMP region runs alongside: see engine/blas.cpp). Needs
-    `unavailable(...)` to be None."""
-    return torch.ops.anno.linear(x, w, b, out_in, threads)
+    """x [rows, in] @ w (+ b): w [in, out], or [out, in] with out_in (nn.Linear's layout), on `threads`
+    threads (the op's own workers for one row, OpenBLAS's pool for more; call it where no torch OpenMP region
+    runs alongside: see engine/blas.cpp). Needs `unavailable(...)` to be None."""
+    return torch.ops.anno.anno_linear(x, w, b, out_in, threads)
+
+
+def gemv_kernel(own: bool | None = None) -> str:
+    """Which kernels one-row products use in this process: "own" (engine/blas.cpp's, the default where the
+    CPU has AVX2 and FMA) or "openblas" (its sgemv); own=True/False switches (for benchmarks and tests).
+    Needs the op loaded. Raises RuntimeError when own kernels are asked of a build without them."""
+    if _library[0] is None:
+        raise RuntimeError("anno::anno_linear is not loaded (see unavailable())")
+    mode = _library[0].anno_blas_gemv_kernel(-1 if own is None else int(own))
+    if mode < 0:
+        raise RuntimeError("this build of anno::anno_linear has no own kernels (the CPU lacks AVX2 or FMA)")
+    return "own" if mode == 1 else "openblas"

@@ -5,10 +5,10 @@ cache shape, so a step is one call instead of ~100 torch ops.
 Why: the demo model's lean step (4x128, vocab 8000) is dispatch-bound, a few to tens of microseconds of
 overhead per op for little arithmetic. Compiled, each layer is 4 matrix products plus 3 fused C++ kernels (the
 cache write, masked softmax attention and both matmuls of a head are one kernel), called from C++. The matrix
-products are engine/blas.py's OpenBLAS op where its library builds (`openblas()`; packages are keyed on it),
-else MKL's at::addmm: 39.1 -> 52.7 tok/s on 12x768 at two threads, 39.7 -> 47.9 at one; the demo model
-1,367 -> 1,497 at two, but 1,818 -> 1,582 at one, where its products are tiny (benchmarks/generate.py's
-`aten_mm` variant, one process per variant; same greedy ids). The table below was measured with every
+products are engine/blas.py's op where its library builds (`openblas()`; packages are keyed on it; its
+own one-row kernels, OpenBLAS for several rows; called through its C shim), else MKL's at::addmm: 40.1 ->
+57.8 tok/s on 12x768 at two threads, 37.2 -> 43.0 at one, the demo model 1,020 -> 1,537 at two
+(benchmarks/generate.py's `aten_mm` variant, one process per variant, 2026-11-30; same greedy ids). The table below was measured with every
 variant in one process, which slowed CTranslate2 most (its own OpenMP runtime): alone it decodes the demo
 model in 0.27-0.52 ms a token and 12x768 at 57.8-64.7 tok/s at two threads. Measured
 2026-11-30, 2-core AMD EPYC shared with other jobs (load 2-7), greedy, prefill included, variants alternated
@@ -155,7 +155,7 @@ class _Step(torch.nn.Module):
         return self.linear(h, self.model.lm_head.weight, None, out_in=True)
 
     def linear(self, x, w, b, out_in=False):
-        """x @ w + b (w [in, out]; [out, in] with out_in): engine/blas.py's OpenBLAS op, else at::addmm."""
+        """x @ w + b (w [in, out]; [out, in] with out_in): engine/blas.py's op, else at::addmm."""
         if self.blas_threads:
             return blas.linear(x, w, b, out_in, self.blas_threads)
         return F.linear(x, w) if out_in else torch.addmm(b, x, w)
@@ -176,8 +176,8 @@ def _code_digest() -> str:
 
 
 def openblas(build: bool = False) -> bool:
-    """Whether steps compiled now call engine/blas.py's OpenBLAS op (its library is loaded or kept in
-    `package_dir()`; build: build it now when missing, ~13 s) rather than at::addmm."""
+    """Whether steps compiled now call engine/blas.py's op (its library is loaded or kept in `package_dir()`;
+    build: build it now when missing, ~15 s) rather than at::addmm."""
     return blas.unavailable(package_dir(), cxx_compiler() if build else None) is None
 
 
@@ -193,7 +193,7 @@ def _package_key(model, slots: int, width: int, use_openblas: bool) -> str:
 
 def package_path(model, slots: int, width: int, use_openblas: bool | None = None) -> Path:
     """The file of this shape's compiled package in `package_dir()` (at torch's current thread count; with
-    the OpenBLAS op when its library is there, unless use_openblas says)."""
+    engine/blas.py's op when its library is there, unless use_openblas says)."""
     use = openblas() if use_openblas is None else use_openblas
     return package_dir() / f"step-{_package_key(model, slots, width, use)}.pt2"
 
@@ -201,12 +201,12 @@ def package_path(model, slots: int, width: int, use_openblas: bool | None = None
 def compile_runner(model, slots: int, width: int, use_openblas: bool | None = None):
     """An AOTInductor runner of `_Step` for caches of this shape (any number of rows up to `slots`) at
     torch's current thread count, bound to the model's own parameters (no copy), loaded from `package_dir()`
-    when compiled before. Its matrix products are engine/blas.py's OpenBLAS op when use_openblas (None: when
+    when compiled before. Its matrix products are engine/blas.py's op when use_openblas (None: when
     that op's library exists or builds now), else at::addmm. Call as runner.loader.boxed_run([tokens, pos,
     *k, *v]) -> [logits]."""
     use = openblas(build=True) if use_openblas is None else use_openblas
     if use and not openblas():
-        raise RuntimeError(f"the OpenBLAS op is unusable: {blas.unavailable(package_dir())}")
+        raise RuntimeError(f"engine/blas.py's op is unusable: {blas.unavailable(package_dir())}")
     threads = torch.get_num_threads()
     step = _Step(model, threads if use else 0)
     cfg = model.config
@@ -222,11 +222,13 @@ def compile_runner(model, slots: int, width: int, use_openblas: bool | None = No
             ep = torch.export.export(step, example, dynamic_shapes=shapes, strict=False)
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="tmp-", dir=folder) as d:  # atomic: build, then rename
-            # with the OpenBLAS op, single-threaded kernels: its own thread pool then has the other cores to
-            # itself (engine/blas.cpp: 53.1 vs 44.8 tok/s on 12x768 at two threads)
-            tmp = torch._inductor.aoti_compile_and_package(
-                ep, package_path=os.path.join(d, "step.pt2"),
-                inductor_configs={"aot_inductor.package_constants_in_so": False, "cpp.threads": 1 if use else -1})
+            # with the op, single-threaded kernels, so no torch OpenMP pool spins against its workers or
+            # OpenBLAS's pool (12x768 at two threads, 2026-11-30: 53.1 tok/s so, 3.6 with both pools live)
+            configs = {"aot_inductor.package_constants_in_so": False, "cpp.threads": 1 if use else -1}
+            if use:  # the op's C shim, called directly (the proxy executor parses every call's arguments)
+                configs["aot_inductor.custom_ops_to_c_shims"] = {torch.ops.anno.anno_linear.default: [blas.C_SHIM]}
+            tmp = torch._inductor.aoti_compile_and_package(ep, package_path=os.path.join(d, "step.pt2"),
+                                                           inductor_configs=configs)
             os.replace(tmp, pkg)
     runner = torch._inductor.aoti_load_package(str(pkg))  # extracts the .so to its own temp folder
     params = dict(step.named_parameters(remove_duplicate=False)) | dict(step.named_buffers(remove_duplicate=False))
@@ -344,7 +346,7 @@ def serving_shapes(model, max_batch: int) -> list[tuple[int, int]]:
 
 def precompile(model, max_batch: int, progress=print) -> list[dict]:
     """Build the missing packages of `serving_shapes` at torch's current thread count (a long job:
-    17-34 s a shape here), after engine/blas.py's OpenBLAS op (when it builds); returns one {"slots",
+    17-34 s a shape here), after engine/blas.py's op (when it builds); returns one {"slots",
     "width", "threads", "openblas", "seconds", "built"} per shape."""
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= 1024:
         raise ValueError(f"max_batch={max_batch!r}: must be an integer in [1, 1024]")
