@@ -17,7 +17,7 @@
 // the demo model's small matrices these kernels are faster (0.19-0.20 vs 0.28-0.29 ms).
 // The compiled step's own kernels are single-threaded (engine/compiled_step.py), so no torch OpenMP pool spins
 // against these workers. Ahead-of-time compiled steps call aoti_torch_cpu_anno_linear directly (no proxy
-// executor: engine/compiled_step.py declares it).
+// executor: engine/compiled_step.py declares it; engine/blas_shim.c says why it goes through a second library).
 #include <ATen/ATen.h>
 #include <ATen/record_function.h>
 #include <torch/csrc/inductor/aoti_torch/utils.h>
@@ -52,6 +52,9 @@ namespace {
 enum { RowMajor = 101, NoTrans = 111, Trans = 112 };
 constexpr int64_t AHEAD_ROWS = 8;  // prefetch distance in weight rows (4 and 16 were slower, /tmp/s7/k)
 constexpr auto SPIN = std::chrono::microseconds(500);  // workers spin this long after a call, then sleep
+// Spins (~30 ns each) before a waiting thread yields its core instead: on a machine with more runnable threads
+// than cores a pure spin keeps the thread it waits for off the CPU.
+constexpr int YIELD_AFTER = 2048;
 std::atomic<int> g_own{ANNO_OWN_GEMV};  // 1: own one-row kernels, 0: OpenBLAS sgemv (anno_blas_gemv_kernel)
 
 struct Gemv {  // y = x @ W (+ b) for one row; W [in, out], or [out, in] when out_in
@@ -169,8 +172,9 @@ void work(Pool* p, int k) {
   for (;;) {
     auto start = std::chrono::steady_clock::now();
     for (int spins = 0; p->epoch.load() == seen; ++spins) {
-      _mm_pause();
-      if (spins % 1024 == 1023 && std::chrono::steady_clock::now() - start > SPIN) {
+      if (spins < YIELD_AFTER) _mm_pause();
+      else std::this_thread::yield();  // a busy machine: let whatever else is runnable have this core
+      if (spins % 64 == 63 && std::chrono::steady_clock::now() - start > SPIN) {
         p->sleepers.fetch_add(1);
         std::unique_lock<std::mutex> lock(p->mu);
         p->cv.wait(lock, [&] { return p->epoch.load() != seen; });
@@ -201,7 +205,10 @@ void gemv(const Gemv& g, int64_t threads) {
     p->cv.notify_all();
   }
   gemv_part(g, 0, n, nullptr);
-  while (p->pending.load() > 0) _mm_pause();
+  for (int spins = 0; p->pending.load() > 0; ++spins) {
+    if (spins < YIELD_AFTER) _mm_pause();
+    else std::this_thread::yield();  // a worker that is not running: give it this core
+  }
   if (!g.out_in)
     for (int k = 1; k < n; ++k) {
       const float* s = p->scratch[k].data();
@@ -263,8 +270,9 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const std::optional<
 }  // namespace
 
 extern "C" {
-// The C shim AOTInductor calls for anno::anno_linear (its name is aoti_torch_<device>_<op name>).
-AOTITorchError aoti_torch_cpu_anno_linear(AtenTensorHandle x, AtenTensorHandle w, AtenTensorHandle* b,
+// The C entry AOTInductor-compiled steps call for anno::anno_linear: as aoti_torch_cpu_anno_linear (the name
+// is aoti_torch_<device>_<op name>), which engine/blas_shim.c exports and forwards here.
+__attribute__((visibility("default"))) AOTITorchError anno_linear_c(AtenTensorHandle x, AtenTensorHandle w, AtenTensorHandle* b,
                                           int32_t out_in, int64_t threads, AtenTensorHandle* ret0) {
   AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE({
     RECORD_FUNCTION("anno::anno_linear", c10::ArrayRef<const c10::IValue>{});  // seen by torch.profiler
@@ -277,7 +285,7 @@ AOTITorchError aoti_torch_cpu_anno_linear(AtenTensorHandle x, AtenTensorHandle w
 
 // mode 1: one-row products on this file's kernels, 0: on OpenBLAS's sgemv, -1: only ask. Returns the mode
 // now in force, or -1 when mode 1 is asked of a build without them (no AVX2 + FMA). For benchmarks/blas.py.
-int anno_blas_gemv_kernel(int mode) {
+__attribute__((visibility("default"))) int anno_blas_gemv_kernel(int mode) {
   if (mode == 1 && !ANNO_OWN_GEMV) return -1;
   if (mode == 0 || mode == 1) g_own.store(mode);
   return g_own.load();

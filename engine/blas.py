@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("blas.cpp")
+SHIM_SOURCE = Path(__file__).with_name("blas_shim.c")  # the symbol compiled steps call; see that file
 # (sgemv, sgemm, integer type) of the OpenBLAS builds numpy ships: scipy-openblas64 (numpy >= 2 wheels, ILP64,
 # prefixed symbols), scipy-openblas32, and a plain libopenblas.
 SYMBOLS = (("scipy_cblas_sgemv64_", "scipy_cblas_sgemm64_", "int64_t"),
@@ -65,7 +66,9 @@ def find_openblas() -> tuple[Path, tuple[str, str, str]] | str:
 @functools.lru_cache(maxsize=1)
 def source_digest() -> str:
     """engine/blas.cpp's digest: libraries and compiled packages built from other source are not reused."""
-    return hashlib.sha256(SOURCE.read_bytes()).hexdigest() if SOURCE.is_file() else "missing"
+    if not (SOURCE.is_file() and SHIM_SOURCE.is_file()):
+        return "missing"
+    return hashlib.sha256(SOURCE.read_bytes() + SHIM_SOURCE.read_bytes()).hexdigest()
 
 
 def loaded() -> bool:
@@ -79,17 +82,24 @@ def library_file(folder: Path) -> Path | str:
     found = find_openblas()
     if isinstance(found, str):
         return found
-    if not SOURCE.is_file():
-        return f"{SOURCE} is missing"
+    for src in (SOURCE, SHIM_SOURCE):
+        if not src.is_file():
+            return f"{src} is missing"
     lib, names = found
     cpu = [platform.machine(), torch.backends.cpu.get_cpu_capability()]
     key = hashlib.sha256(repr([torch.__version__, source_digest(), str(lib), names, cpu]).encode()).hexdigest()[:24]
     return Path(folder) / f"anno_blas-{key}.so"
 
 
+def shim_file(library: Path) -> Path:
+    """The dependency-free library exporting the compiled steps' entry point, kept beside the op's library."""
+    return library.with_name(library.name.replace("anno_blas-", "anno_blas_shim-"))
+
+
 def build(folder: Path, cxx: str) -> Path:
-    """Compile engine/blas.cpp against torch and numpy's OpenBLAS into folder (atomic: built in a temporary
-    folder, then renamed). Raises RuntimeError with the compiler's output on failure."""
+    """Compile engine/blas.cpp against torch and numpy's OpenBLAS, and engine/blas_shim.c, into folder
+    (atomic: built in a temporary folder, then renamed; the shim first, so the op's library existing means
+    both do). Raises RuntimeError with the compiler's output on failure."""
     target = library_file(folder)
     if isinstance(target, str):
         raise RuntimeError(f"cannot build anno::anno_linear: {target}")
@@ -101,27 +111,31 @@ def build(folder: Path, cxx: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tmp-", dir=target.parent) as d:
         out = os.path.join(d, target.name)
-        cmd = [cxx, "-O2", "-march=native", "-shared", "-fPIC", "-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+        cmd = [cxx, "-O2", "-march=native", "-fvisibility=hidden", "-fvisibility-inlines-hidden", "-shared", "-fPIC", "-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
                f"-DANNO_SGEMV={sgemv}", f"-DANNO_SGEMM={sgemm}", f"-DANNO_BLAS_INT={int_type}",
                *[f"-I{p}" for p in cpp_extension.include_paths()], str(SOURCE), "-o", out,
                f"-L{torch_lib}", "-ltorch", "-ltorch_cpu", "-lc10", str(lib),
                f"-Wl,-rpath,{torch_lib}", f"-Wl,-rpath,{lib.parent}"]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"building anno::anno_linear failed ({cxx}):\n{done.stderr[-4000:]}")
+        shim = os.path.join(d, shim_file(target).name)
+        for argv in ([cxx, "-O2", "-shared", "-fPIC", "-x", "c", str(SHIM_SOURCE), "-o", shim], cmd):
+            done = subprocess.run(argv, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"building anno::anno_linear failed ({cxx}):\n{done.stderr[-4000:]}")
+        os.replace(shim, shim_file(target))
         os.replace(out, target)
     return target
 
 
 def load(path: Path) -> None:
-    """Register anno::anno_linear from a built library (once per process) and its shape function. The library
-    is loaded with RTLD_GLOBAL, so that compiled steps' libraries find its C shim when they are loaded."""
+    """Register anno::anno_linear from a built library (once per process) and its shape function, and load
+    its shim library RTLD_GLOBAL pointing at it, so that compiled steps' libraries find their entry point."""
     with _lock:
         if loaded():
             return
-        ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+        shim = ctypes.CDLL(str(shim_file(path)), mode=ctypes.RTLD_GLOBAL)
         torch.ops.load_library(str(path))
         _library[0] = ctypes.CDLL(str(path))
+        shim.anno_shim_set(ctypes.cast(_library[0].anno_linear_c, ctypes.c_void_p))
 
         @torch.library.register_fake("anno::anno_linear")
         def _shape(x, w, b, out_in, threads):
@@ -139,7 +153,7 @@ def unavailable(folder: Path, cxx: str | None = None) -> str | None:
     if target in _failed:
         return _failed[target]
     try:
-        if not target.is_file():
+        if not (target.is_file() and shim_file(target).is_file()):
             if cxx is None:
                 return f"{target.name} is not built yet (cli.py compile-step builds it)"
             build(folder, cxx)

@@ -99,6 +99,17 @@ def test_forked_child_gets_its_own_workers(op):
     assert got == b"1"
 
 
+def test_only_the_entry_point_goes_global(op):
+    """Compiled steps find aoti_torch_cpu_anno_linear in the process's global scope, but the op's library and
+    its dependencies stay local: loading them globally broke CTranslate2 loaded later (tests/test_export.py)."""
+    import ctypes
+
+    everything = ctypes.CDLL(None)  # the global scope
+    assert hasattr(everything, "aoti_torch_cpu_anno_linear")
+    assert not hasattr(everything, "anno_linear_c")  # the op's own library
+    assert not hasattr(everything, blas.find_openblas()[1][0])  # numpy's OpenBLAS, which it links
+
+
 def test_bad_inputs_get_clear_errors(op):
     x, w = torch.randn(1, 8), torch.randn(8, 4)
     with pytest.raises(RuntimeError, match="float32"):
