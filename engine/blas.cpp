@@ -8,7 +8,8 @@
 // Why own kernels, measured 2026-11-30 on this machine's 2-core AMD EPYC, the 12x768 model's 49 products
 // of a token, one C call each (/tmp/s7/k, 3 runs): OpenBLAS sgemv with its own 2-thread pool 16.3-16.9 ms
 // (21.6-22.3 GB/s), these kernels 13.8-14.8 ms (24.6-26.3 GB/s); the demo model's 17, 0.17-0.22 vs
-// 0.12-0.16 ms. Two things made the difference, each measured alone:
+// 0.12-0.16 ms (benchmarks/blas.py, 2 threads, one Python call per product: 13.3 ms vs numpy's OpenBLAS 17.5
+// and at::mm 22.5). Two things made the difference, each measured alone:
 //  - every thread reads one contiguous block: W [in, out] (GPT-2's Conv1D) is split by its rows (each
 //    thread a partial sum of all outputs, added up after), not by columns: mlp c_proj (3072x768) 15-16 GB/s
 //    split by columns (OpenBLAS's split, or ours), 20-26 split by rows;
@@ -53,7 +54,8 @@ enum { RowMajor = 101, NoTrans = 111, Trans = 112 };
 constexpr int64_t AHEAD_ROWS = 8;  // prefetch distance in weight rows (4 and 16 were slower, /tmp/s7/k)
 constexpr auto SPIN = std::chrono::microseconds(500);  // workers spin this long after a call, then sleep
 // Spins (~30 ns each) before a waiting thread yields its core instead: on a machine with more runnable threads
-// than cores a pure spin keeps the thread it waits for off the CPU.
+// than cores a pure spin keeps the thread it waits for off the CPU (12x768 steps during a CI run, 3 alternated
+// pairs: mean 35.6-42.6 ms a step with the yield, 17.8-99.8 and a median of 75.6 spinning, 2026-11-30).
 constexpr int YIELD_AFTER = 2048;
 std::atomic<int> g_own{ANNO_OWN_GEMV};  // 1: own one-row kernels, 0: OpenBLAS sgemv (anno_blas_gemv_kernel)
 
@@ -167,8 +169,7 @@ struct Pool {
 };
 Pool* g_pool = new Pool;
 
-void work(Pool* p, int k) {
-  uint64_t seen = 0;
+void work(Pool* p, int k, uint64_t seen) {  // seen: the epoch at its creation (it joins the next call)
   for (;;) {
     auto start = std::chrono::steady_clock::now();
     for (int spins = 0; p->epoch.load() == seen; ++spins) {
@@ -193,7 +194,8 @@ void gemv(const Gemv& g, int64_t threads) {
   Pool* p = g_pool;
   std::unique_lock<std::mutex> mine(p->busy, std::try_to_lock);
   if (n == 1 || !mine.owns_lock()) return gemv_part(g, 0, 1, nullptr);  // (or another call holds the workers)
-  while (p->workers < n - 1) std::thread(work, p, ++p->workers).detach();
+  // a new worker must not take the current epoch for a call: it would run a job still being written
+  while (p->workers < n - 1) std::thread(work, p, ++p->workers, p->epoch.load()).detach();
   p->scratch.resize(std::max<size_t>(p->scratch.size(), n));
   for (int k = 1; k < n; ++k) p->scratch[k].resize(g.out);
   p->job = g;

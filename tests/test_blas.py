@@ -77,6 +77,18 @@ def test_calls_from_several_threads_at_once(op):
     assert not bad
 
 
+def test_pool_grows_between_calls(op):
+    """Calls that need more workers than exist start them between calls; each new worker joins the next call
+    only (one that took the current call's number could run a job still being written)."""
+    g = torch.Generator().manual_seed(3)
+    w, b = torch.randn(512, 256, generator=g), torch.randn(256, generator=g)
+    x = torch.randn(1, 512, generator=g)
+    want = x @ w + b
+    for threads in (2, 2, 4, 3, 6, 2, 8):
+        for _ in range(20):
+            torch.testing.assert_close(op(x, w, b, False, threads), want, rtol=1e-5, atol=3e-4)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_forked_child_gets_its_own_workers(op):
     """A child forked after the op's workers started (they do not exist in the child) still computes on two
