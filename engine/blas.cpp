@@ -274,8 +274,9 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const std::optional<
 extern "C" {
 // The C entry AOTInductor-compiled steps call for anno::anno_linear: as aoti_torch_cpu_anno_linear (the name
 // is aoti_torch_<device>_<op name>), which engine/blas_shim.c exports and forwards here.
-__attribute__((visibility("default"))) AOTITorchError anno_linear_c(AtenTensorHandle x, AtenTensorHandle w, AtenTensorHandle* b,
-                                          int32_t out_in, int64_t threads, AtenTensorHandle* ret0) {
+__attribute__((visibility("default"))) AOTITorchError anno_linear_c(AtenTensorHandle x, AtenTensorHandle w,
+                                                                    AtenTensorHandle* b, int32_t out_in,
+                                                                    int64_t threads, AtenTensorHandle* ret0) {
   AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE({
     RECORD_FUNCTION("anno::anno_linear", c10::ArrayRef<const c10::IValue>{});  // seen by torch.profiler
     at::Tensor y = linear(*torch::aot_inductor::tensor_handle_to_tensor_pointer(x),

@@ -65,7 +65,8 @@ def find_openblas() -> tuple[Path, tuple[str, str, str]] | str:
 
 @functools.lru_cache(maxsize=1)
 def source_digest() -> str:
-    """engine/blas.cpp's digest: libraries and compiled packages built from other source are not reused."""
+    """engine/blas.cpp's and engine/blas_shim.c's digest: libraries and compiled packages built from other
+    source are not reused."""
     if not (SOURCE.is_file() and SHIM_SOURCE.is_file()):
         return "missing"
     return hashlib.sha256(SOURCE.read_bytes() + SHIM_SOURCE.read_bytes()).hexdigest()
@@ -111,7 +112,10 @@ def build(folder: Path, cxx: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tmp-", dir=target.parent) as d:
         out = os.path.join(d, target.name)
-        cmd = [cxx, "-O2", "-march=native", "-fvisibility=hidden", "-fvisibility-inlines-hidden", "-shared", "-fPIC", "-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+        # -march=native: the kernels are for this CPU (the key says which); hidden visibility: only the C
+        # entries are exported (the op registers itself when loaded)
+        cmd = [cxx, "-O2", "-march=native", "-fvisibility=hidden", "-fvisibility-inlines-hidden", "-shared",
+               "-fPIC", "-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
                f"-DANNO_SGEMV={sgemv}", f"-DANNO_SGEMM={sgemm}", f"-DANNO_BLAS_INT={int_type}",
                *[f"-I{p}" for p in cpp_extension.include_paths()], str(SOURCE), "-o", out,
                f"-L{torch_lib}", "-ltorch", "-ltorch_cpu", "-lc10", str(lib),

@@ -8,9 +8,10 @@ cache write, masked softmax attention and both matmuls of a head are one kernel)
 products are engine/blas.py's op where its library builds (`openblas()`; packages are keyed on it; its
 own one-row kernels, OpenBLAS for several rows; called through its C shim), else MKL's at::addmm: 40.1 ->
 57.8 tok/s on 12x768 at two threads, 37.2 -> 43.0 at one, the demo model 1,020 -> 1,537 at two
-(benchmarks/generate.py's `aten_mm` variant, one process per variant, 2026-11-30; same greedy ids). The table below was measured with every
-variant in one process, which slowed CTranslate2 most (its own OpenMP runtime): alone it decodes the demo
-model in 0.27-0.52 ms a token and 12x768 at 57.8-64.7 tok/s at two threads. Measured
+(benchmarks/generate.py's `aten_mm` variant, one process per variant, 2026-11-30; same greedy ids). The
+table below was measured with every variant in one process, which slowed CTranslate2 most (its own OpenMP
+runtime): alone it decodes the demo model in 0.24-0.52 ms a token and 12x768 at 50.3-64.7 tok/s at two
+threads. Measured
 2026-11-30, 2-core AMD EPYC shared with other jobs (load 2-7), greedy, prefill included, variants alternated
 in one process (exploration /tmp/c16/bench.py, 128 tokens after 20, medians of 7 rounds; then
 benchmarks/generate.py, 64 tokens, medians of 5):
