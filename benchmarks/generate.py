@@ -12,7 +12,8 @@ above all, slowed the others by up to a quarter when they shared a process):
   ob_gemv     (where the op has its own one-row kernels) the same `stream` and packages, with the op's
               one-row products on OpenBLAS's sgemv and its thread pool instead (blas.gemv_kernel(False))
   ids_model   Anno `generate_ids(fast=False)`: the same loop over the model's own forward
-  int8        Anno `stream` on the int8-cpu model (fbgemm dynamic int8, lean step)
+  int8        Anno `stream` on the int8-cpu model (engine/int8.py's weight-only int8; the compiled step, whose
+              packages are built first, where the op builds; else the lean step)
   ct2_fp32 / ct2_int8   CTranslate2 4.8.5 Generator, float32 / int8, greedy (skipped, with the reason,
               when ctranslate2 is not installed: `pip install ctranslate2==4.8.5`)
   and once each: bnb-int8 / bnb-nf4 (bitsandbytes' CPU backend), 1 vs 4 concurrent streams through the
@@ -50,11 +51,19 @@ from engine.batching import Batcher  # noqa: E402
 from engine.serving import MAX_BATCH  # noqa: E402
 from engine.checkpoint import load_hf_model, save_hf_model  # noqa: E402
 from engine.generate import GenerationConfig, generate_ids, stream  # noqa: E402
+from engine.quantize import int8_cpu, perplexity  # noqa: E402
 from engine.model import build_model, model_config  # noqa: E402
 from engine.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer  # noqa: E402
 
 PROMPT = "It was the yeare of our Lord 1665, and in the Citie of London the sicknesse grew"
 GREEDY = dict(temperature=0, top_k=0, top_p=1.0)
+# int8's perplexity change, next to fp32's on the same texts (period prose; on a random-init shape it still
+# measures how far int8 moves the model's predictions)
+PPL_TEXTS = [PROMPT + " in every parish, and the Lord Mayor ordered the houses to be shut up.",
+             "Upon the Thames the watermen plied their boats from Westminster to the Bridge, and the merchants "
+             "of the Exchange sent their goods by water.",
+             "The King came to Whitehall and the Parliament sat, while in the Citie there was great talk of the "
+             "war with the Dutch and of the price of bread."]
 # Before each timed call, so the threads a variant leaves spinning (OpenBLAS's pool spins ~2^28 cycles, ~0.1 s,
 # after its last call; libgomp's a little) have gone to sleep and do not take a core from the next variant.
 PAUSE_S = 0.3
@@ -272,6 +281,13 @@ def bench_shape(name: str, model_dir: Path, n: int, rounds: int, bandwidth: floa
             compiled_step.compile_runner(model, slots, width, use)
             shapes.append({"slots": slots, "width": width, "openblas": use, "built": built,
                            "seconds": round(time.perf_counter() - t, 1)})
+        q8 = int8_cpu(load_hf_model(model_dir))  # the int8 variant's packages (its layers are int8)
+        if use_op and compiled_step.unsupported(q8) is None:
+            t = time.perf_counter()
+            built = not compiled_step.package_path(q8, 1, width, True).is_file()
+            compiled_step.compile_runner(q8, 1, width, True)
+            shapes.append({"slots": 1, "width": width, "openblas": True, "int8": True, "built": built,
+                           "seconds": round(time.perf_counter() - t, 1)})
         out["compiled_step"] = {"openblas": use_op, "own_gemv": use_op and blas.gemv_kernel() == "own",
                                 "shapes": shapes}
     else:
@@ -296,6 +312,10 @@ def bench_shape(name: str, model_dir: Path, n: int, rounds: int, bandwidth: floa
             out[method] = {"tok_per_s": round(k / (time.perf_counter() - t), 2)}
         except Exception as e:  # a backend that cannot run here is reported, not hidden
             out[method] = {"error": f"{type(e).__name__}: {e}"}
+    q8 = int8_cpu(load_hf_model(model_dir))
+    fp, qp = (perplexity(m, tok, PPL_TEXTS)["ppl"] for m in (model, q8))
+    out["int8_perplexity"] = {"fp32": round(fp, 4), "int8": round(qp, 4), "delta_pct": round(100 * (qp / fp - 1), 3),
+                              "texts": len(PPL_TEXTS)}
     out["concurrent_1"] = concurrent(model, tok, n, 1)
     out["concurrent_4"] = concurrent(model, tok, n, 4)
     wb = weight_bytes(model)
@@ -309,6 +329,7 @@ def bench_shape(name: str, model_dir: Path, n: int, rounds: int, bandwidth: floa
     out["ratios"] = {
         "fp32_vs_ct2_fp32": ratio(st["tok_per_s"], out.get("ct2_float32", {}).get("tok_per_s")),
         "int8_vs_ct2_int8": ratio(q8["tok_per_s"], out.get("ct2_int8", {}).get("tok_per_s")),
+        "int8_perplexity_change_pct": out["int8_perplexity"]["delta_pct"],
         "c4_vs_c1": ratio(out["concurrent_4"]["aggregate_tok_per_s"], out["concurrent_1"]["aggregate_tok_per_s"]),
         "stream_tpot_vs_hf": ratio(st["tpot_ms"], hf["tpot_ms"]),
         "fp32_vs_bandwidth_bound": ratio(st["tok_per_s"], out["bandwidth"]["bound_tok_per_s"]),

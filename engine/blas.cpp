@@ -64,6 +64,9 @@ struct Gemv {  // y = x @ W (+ b) for one row; W [in, out], or [out, in] when ou
   float* y;
   int64_t in, out;
   bool out_in;
+  const int8_t* w8 = nullptr;  // int8 weights [out, in] instead of w (anno_linear_q8; then out_in is true)
+  const float* s = nullptr;    // their per-output scales
+  int64_t rows = 1;            // rows of x and y (anno_linear_q8 only)
 };
 
 #if ANNO_OWN_GEMV
@@ -141,12 +144,58 @@ void dot_rows(const Gemv& g, int64_t o0, int64_t o1) {
   }
 }
 
+// 8 int8 weights at p as floats (one sign-extending load, one conversion)
+inline __m256 cvt8(const int8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+// y[r, o0:o1] = s[o] * (W8[o, :] . x[r, :]) (+ b[o]) for every row r of x, W8 int8 [out, in]: 4 outputs at a
+// time, each row of x against those 4 weight rows while they are in L1 (the weights are read from memory
+// once; the int8 -> float conversion is repeated per row, so many rows go to `linear_q8`'s sgemm instead).
+void dot_rows_q8(const Gemv& g, int64_t o0, int64_t o1) {
+  const int64_t in = g.in, ahead = AHEAD_ROWS * in;
+  int64_t o = o0;
+  for (; o + 4 <= o1; o += 4) {
+    const int8_t *w0 = g.w8 + o * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
+    for (int64_t r = 0; r < g.rows; ++r) {
+      const float* x = g.x + r * in;
+      __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+      int64_t i = 0;
+      for (; i + 16 <= in; i += 16) {
+        if (r == 0) {
+          _mm_prefetch(reinterpret_cast<const char*>(w0 + ahead + i), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(w1 + ahead + i), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(w2 + ahead + i), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(w3 + ahead + i), _MM_HINT_T0);
+        }
+        const __m256 xa = _mm256_loadu_ps(x + i), xb = _mm256_loadu_ps(x + i + 8);
+        s0 = _mm256_fmadd_ps(cvt8(w0 + i + 8), xb, _mm256_fmadd_ps(cvt8(w0 + i), xa, s0));
+        s1 = _mm256_fmadd_ps(cvt8(w1 + i + 8), xb, _mm256_fmadd_ps(cvt8(w1 + i), xa, s1));
+        s2 = _mm256_fmadd_ps(cvt8(w2 + i + 8), xb, _mm256_fmadd_ps(cvt8(w2 + i), xa, s2));
+        s3 = _mm256_fmadd_ps(cvt8(w3 + i + 8), xb, _mm256_fmadd_ps(cvt8(w3 + i), xa, s3));
+      }
+      float t[4] = {hsum(s0), hsum(s1), hsum(s2), hsum(s3)};
+      for (; i < in; ++i) {
+        t[0] += w0[i] * x[i], t[1] += w1[i] * x[i], t[2] += w2[i] * x[i], t[3] += w3[i] * x[i];
+      }
+      for (int k = 0; k < 4; ++k) g.y[r * g.out + o + k] = g.s[o + k] * t[k] + (g.b ? g.b[o + k] : 0.f);
+    }
+  }
+  for (; o < o1; ++o)
+    for (int64_t r = 0; r < g.rows; ++r) {
+      float t = 0.f;
+      for (int64_t i = 0; i < in; ++i) t += g.w8[o * in + i] * g.x[r * in + i];
+      g.y[r * g.out + o] = g.s[o] * t + (g.b ? g.b[o] : 0.f);
+    }
+}
+
 // Part k of n: [in, out] weights by rows (part 0 into y, with the bias; part k > 0 into its scratch, summed
 // by the caller), [out, in] weights by output rows.
 void gemv_part(const Gemv& g, int k, int n, float* scratch) {
   if (g.out_in) {
     int64_t o0 = g.out * k / n & ~int64_t(15), o1 = k + 1 == n ? g.out : g.out * (k + 1) / n & ~int64_t(15);
-    dot_rows(g, o0, o1);
+    if (g.w8) dot_rows_q8(g, o0, o1);
+    else dot_rows(g, o0, o1);
     return;
   }
   int64_t r0 = g.in * k / n & ~int64_t(3), r1 = k + 1 == n ? g.in : g.in * (k + 1) / n & ~int64_t(3);
@@ -271,6 +320,49 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const std::optional<
   openblas_set_num_threads_local(prior);
   return y;
 }
+
+// Rows from which anno_linear_q8 dequantizes the weights and calls at::linear (MKL, on torch's own threads):
+// below, its own kernel (which converts every weight once per row) is cheaper than the fp32 copy. Not
+// OpenBLAS's sgemm: inside an eager prefill its pool and torch's OpenMP pool took turns spinning (the demo
+// model's 23-token prefill 104 ms instead of ~3, 2026-11-30).
+constexpr int64_t Q8_DENSE_ROWS = 64;
+
+// y = x @ (W8 * s[:, None]).T (+ b): weight-only int8 (engine/int8.py), W8 int8 [out, in] (nn.Linear's
+// layout), s float32 [out]; activations stay float32. Why: a one-row product reads a quarter of the fp32
+// bytes, and decoding is memory-bound.
+at::Tensor linear_q8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& s, const std::optional<at::Tensor>& b,
+                     int64_t threads) {
+  TORCH_CHECK(threads >= 1 && threads <= 1024, "anno::anno_linear_q8: threads must be in [1, 1024], got ", threads);
+  TORCH_CHECK(x.dim() == 2 && w.dim() == 2, "anno::anno_linear_q8: x and w must be 2-D, got ", x.sizes(), " and ",
+              w.sizes());
+  TORCH_CHECK(x.scalar_type() == at::kFloat && w.scalar_type() == at::kChar,
+              "anno::anno_linear_q8: x must be float32 and w int8");
+  TORCH_CHECK(x.is_contiguous() && w.is_contiguous(), "anno::anno_linear_q8: x and w must be contiguous");
+  const int64_t rows = x.size(0), in = x.size(1), out = w.size(0);
+  TORCH_CHECK(w.size(1) == in, "anno::anno_linear_q8: x has ", in, " columns but w is ", w.sizes(), " ([out, in])");
+  TORCH_CHECK(s.dim() == 1 && s.size(0) == out && s.scalar_type() == at::kFloat && s.is_contiguous(),
+              "anno::anno_linear_q8: scale must be contiguous float32 [", out, "], got ", s.sizes());
+  if (b.has_value())
+    TORCH_CHECK(b->dim() == 1 && b->size(0) == out && b->scalar_type() == at::kFloat && b->is_contiguous(),
+                "anno::anno_linear_q8: b must be contiguous float32 [", out, "], got ", b->sizes());
+  at::Tensor y = at::empty({rows, out}, x.options());
+  if (rows == 0 || out == 0) return y;
+  const int8_t* W8 = w.data_ptr<int8_t>();
+  const float* S = s.data_ptr<float>();
+  const float* X = x.data_ptr<float>();
+  const float* B = b.has_value() ? b->data_ptr<float>() : nullptr;
+  float* Y = y.data_ptr<float>();
+#if ANNO_OWN_GEMV
+  if (rows < Q8_DENSE_ROWS) {
+    Gemv g{X, nullptr, B, Y, in, out, true};
+    g.w8 = W8, g.s = S, g.rows = rows;
+    gemv(g, threads);
+    return y;
+  }
+#endif
+  at::Tensor wf = w.to(at::kFloat).mul_(s.unsqueeze(1));  // the fp32 weights, then one GEMM
+  return b.has_value() ? at::linear(x, wf, *b) : at::linear(x, wf);
+}
 }  // namespace
 
 extern "C" {
@@ -288,6 +380,20 @@ __attribute__((visibility("default"))) AOTITorchError anno_linear_c(AtenTensorHa
   });
 }
 
+// anno::anno_linear_q8's C entry, as aoti_torch_cpu_anno_linear_q8 (engine/blas_shim.c).
+__attribute__((visibility("default"))) AOTITorchError anno_linear_q8_c(AtenTensorHandle x, AtenTensorHandle w,
+                                                                       AtenTensorHandle s, AtenTensorHandle* b,
+                                                                       int64_t threads, AtenTensorHandle* ret0) {
+  AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE({
+    RECORD_FUNCTION("anno::anno_linear_q8", c10::ArrayRef<const c10::IValue>{});
+    at::Tensor y = linear_q8(*torch::aot_inductor::tensor_handle_to_tensor_pointer(x),
+                             *torch::aot_inductor::tensor_handle_to_tensor_pointer(w),
+                             *torch::aot_inductor::tensor_handle_to_tensor_pointer(s),
+                             torch::aot_inductor::pointer_to_optional<at::Tensor>(b), threads);
+    *ret0 = torch::aot_inductor::new_tensor_handle(std::move(y));
+  });
+}
+
 // mode 1: one-row products on this file's kernels, 0: on OpenBLAS's sgemv, -1: only ask. Returns the mode
 // now in force, or -1 when mode 1 is asked of a build without them (no AVX2 + FMA). For benchmarks/blas.py.
 __attribute__((visibility("default"))) int anno_blas_gemv_kernel(int mode) {
@@ -297,5 +403,11 @@ __attribute__((visibility("default"))) int anno_blas_gemv_kernel(int mode) {
 }
 }
 
-TORCH_LIBRARY(anno, m) { m.def("anno_linear(Tensor x, Tensor w, Tensor? b, bool out_in, int threads) -> Tensor"); }
-TORCH_LIBRARY_IMPL(anno, CPU, m) { m.impl("anno_linear", linear); }
+TORCH_LIBRARY(anno, m) {
+  m.def("anno_linear(Tensor x, Tensor w, Tensor? b, bool out_in, int threads) -> Tensor");
+  m.def("anno_linear_q8(Tensor x, Tensor w, Tensor scale, Tensor? b, int threads) -> Tensor");
+}
+TORCH_LIBRARY_IMPL(anno, CPU, m) {
+  m.impl("anno_linear", linear);
+  m.impl("anno_linear_q8", linear_q8);
+}

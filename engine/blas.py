@@ -37,6 +37,8 @@ SYMBOLS = (("scipy_cblas_sgemv64_", "scipy_cblas_sgemm64_", "int64_t"),
 # compiled steps then call it directly, not through the proxy executor's per-call argument parsing.
 C_SHIM = ("AOTITorchError aoti_torch_cpu_anno_linear(AtenTensorHandle x, AtenTensorHandle w, AtenTensorHandle* b, "
           "int32_t out_in, int64_t threads, AtenTensorHandle* ret0)")
+C_SHIM_Q8 = ("AOTITorchError aoti_torch_cpu_anno_linear_q8(AtenTensorHandle x, AtenTensorHandle w, AtenTensorHandle "
+             "scale, AtenTensorHandle* b, int64_t threads, AtenTensorHandle* ret0)")
 _lock = threading.Lock()
 _library: list = [None]  # the loaded library (ctypes), for gemv_kernel
 _failed: dict[Path, str] = {}  # library -> why its build or load failed in this process (not retried)
@@ -73,8 +75,8 @@ def source_digest() -> str:
 
 
 def loaded() -> bool:
-    """Whether anno::anno_linear is registered in this process."""
-    return hasattr(torch.ops, "anno") and hasattr(torch.ops.anno, "anno_linear")
+    """Whether anno::anno_linear (and anno::anno_linear_q8) is registered in this process."""
+    return hasattr(torch.ops, "anno") and hasattr(torch.ops.anno, "anno_linear_q8")
 
 
 def library_file(folder: Path) -> Path | str:
@@ -140,10 +142,15 @@ def load(path: Path) -> None:
         torch.ops.load_library(str(path))
         _library[0] = ctypes.CDLL(str(path))
         shim.anno_shim_set(ctypes.cast(_library[0].anno_linear_c, ctypes.c_void_p))
+        shim.anno_shim_set_q8(ctypes.cast(_library[0].anno_linear_q8_c, ctypes.c_void_p))
 
         @torch.library.register_fake("anno::anno_linear")
         def _shape(x, w, b, out_in, threads):
             return x.new_empty(x.shape[0], w.shape[0] if out_in else w.shape[1])
+
+        @torch.library.register_fake("anno::anno_linear_q8")
+        def _shape_q8(x, w, scale, b, threads):
+            return x.new_empty(x.shape[0], w.shape[0])
 
 
 def unavailable(folder: Path, cxx: str | None = None) -> str | None:
@@ -174,6 +181,14 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, out_in: boo
     threads (the op's own workers for one row, OpenBLAS's pool for more; call it where no torch OpenMP region
     runs alongside: see engine/blas.cpp). Needs `unavailable(...)` to be None."""
     return torch.ops.anno.anno_linear(x, w, b, out_in, threads)
+
+
+def linear_q8(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor, b: torch.Tensor | None,
+              threads: int = 1) -> torch.Tensor:
+    """x [rows, in] @ (w * scale[:, None]).T (+ b): weight-only int8, w int8 [out, in], scale float32 [out]
+    (engine/int8.py's layers), x and the result float32, on `threads` threads (the op's workers; from 8 rows
+    a dequantized copy and OpenBLAS's sgemm). Needs `unavailable(...)` to be None."""
+    return torch.ops.anno.anno_linear_q8(x, w, scale, b, threads)
 
 
 def gemv_kernel(own: bool | None = None) -> str:

@@ -281,7 +281,7 @@ def render_card(rec: Records, repo_id: str, parent: str | None = None) -> ModelC
         "anachronisms": anach_text, "quant": _quant_rows(q) if q else None,
         "usage": EXPORT_USAGE[ex["format"]].format(repo_id=repo_id, era=era) if ex else
         usage_snippet(repo_id, era) if not q or q.get("method") != "int8-cpu" else None,
-        "usage_note": "int8-cpu weights are PyTorch dynamic-int8 tensors (model.int8.safetensors + "
+        "usage_note": "int8-cpu weights are weight-only int8 tensors with per-row scales (model.int8.safetensors + "
                       "quantization.json): load them with Anno's `engine.quantize.load_any`, not transformers.",
         "citation_key": re.sub(r"\W", "_", repo_id), "code_version": (rec.run or {}).get("code_version"),
         "year": time.gmtime().tm_year,

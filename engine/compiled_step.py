@@ -42,6 +42,11 @@ process) builds the packages. Models above MAX_WEIGHTS are not compiled (unmeasu
 with the model). The weights are not copied: the package holds no constants and is given the model's own
 parameters (user-managed), so in-place weight updates are seen. The prompt prefill is LeanGPT2's (eager),
 writing the same cache.
+
+Int8 models (engine/int8.py's weight-only layers, "int8-cpu") compile the same way, their products on the op's
+int8 twin anno::anno_linear_q8, and only where the op builds (at::addmm has no int8 weights): 12x768 at two
+threads ~145 tok/s against ~58 in fp32, the demo model's greedy ids equal to the lean step's and
+`model.generate`'s (2026-11-30, /tmp/s8/int8slm.py and int8c.py; benchmarks/generate.py's int8 row).
 """
 from __future__ import annotations
 
@@ -60,6 +65,7 @@ import torch
 import torch.nn.functional as F
 
 from engine import blas
+from engine.int8 import Int8Linear
 from engine.fastpath import KVCache, LeanGPT2
 from engine.fastpath import unsupported as lean_unsupported
 
@@ -88,10 +94,11 @@ def cxx_compiler() -> str | None:
 
 def unsupported(model) -> str | None:
     """None when `CompiledGPT2(model)` can decode this model, else the reason (the caller then uses LeanGPT2
-    or the model's own forward)."""
+    or the model's own forward). Layers may be fp32 Conv1D or engine/int8.py's Int8Linear (int8 layers compile
+    only with engine/blas.py's op: see CompiledGPT2)."""
     if reason := lean_unsupported(model):
         return reason
-    n = sum(p.numel() for p in model.parameters())
+    n = sum(p.numel() for p in model.parameters()) + sum(m.weight.numel() for m in _int8_layers(model))
     if n > MAX_WEIGHTS:
         return f"{n:,} parameters: only models up to {MAX_WEIGHTS:,} are compiled (larger ones are unmeasured)"
     if cxx_compiler() is None:
@@ -102,12 +109,18 @@ def unsupported(model) -> str | None:
 
     for b in model.transformer.h:
         for m in (b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj):
-            if type(m) is not Conv1D or m.weight.dtype != torch.float32:
-                return f"{type(m).__name__} layers (only fp32 Conv1D layers compile; int8 uses LeanGPT2)"
+            if not (type(m) is Conv1D and m.weight.dtype == torch.float32 or type(m) is Int8Linear):
+                return f"{type(m).__name__} layers (only fp32 Conv1D and int8 Int8Linear layers compile)"
     head = model.lm_head
+    if type(head) is Int8Linear and head.bias is None:
+        return None
     if type(head) is not torch.nn.Linear or head.bias is not None or head.weight.dtype != torch.float32:
-        return "lm_head is not a bias-free fp32 nn.Linear"
+        return "lm_head is not a bias-free fp32 nn.Linear or Int8Linear"
     return None
+
+
+def _int8_layers(model) -> list:
+    return [m for m in model.modules() if type(m) is Int8Linear]
 
 
 def width_for(n: int, context: int) -> int:
@@ -141,25 +154,29 @@ class _Step(torch.nn.Module):
         for layer, blk in enumerate(t.h):
             kc, vc = caches[layer], caches[L + layer]
             a = F.layer_norm(h, (d,), blk.ln_1.weight, blk.ln_1.bias, self.eps)
-            q, k, v = self.linear(a, blk.attn.c_attn.weight, blk.attn.c_attn.bias).split(d, dim=1)
+            q, k, v = self.layer(a, blk.attn.c_attn).split(d, dim=1)
             kc.index_put_((rows, heads, at), k.view(B, H, hd))
             vc.index_put_((rows, heads, at), v.view(B, H, hd))
             # explicit softmax attention: inductor fuses it with the cache write into one kernel (SDPA stays
             # a separate flash-attention call, 15% slower per step here)
             s = (q.view(B, H, 1, hd) @ kc[:B].transpose(-1, -2)) * blk.attn.scaling
             o = torch.softmax(s.masked_fill(masked, float("-inf")), dim=-1) @ vc[:B]
-            h = self.linear(o.reshape(B, d), blk.attn.c_proj.weight, blk.attn.c_proj.bias) + h
+            h = self.layer(o.reshape(B, d), blk.attn.c_proj) + h
             m = F.layer_norm(h, (d,), blk.ln_2.weight, blk.ln_2.bias, self.eps)
-            f = blk.mlp.act(self.linear(m, blk.mlp.c_fc.weight, blk.mlp.c_fc.bias))
-            h = h + self.linear(f, blk.mlp.c_proj.weight, blk.mlp.c_proj.bias)
+            f = blk.mlp.act(self.layer(m, blk.mlp.c_fc))
+            h = h + self.layer(f, blk.mlp.c_proj)
         h = F.layer_norm(h, (d,), t.ln_f.weight, t.ln_f.bias, self.eps)
-        return self.linear(h, self.model.lm_head.weight, None, out_in=True)
+        return self.layer(h, self.model.lm_head)
 
-    def linear(self, x, w, b, out_in=False):
-        """x @ w + b (w [in, out]; [out, in] with out_in): engine/blas.py's op, else at::addmm."""
+    def layer(self, x, m):
+        """m(x) for a Conv1D (x @ w + b, w [in, out]), the bias-free lm_head nn.Linear (w [out, in]) or an
+        Int8Linear: engine/blas.py's ops, else at::addmm (int8 layers need the op: see compile_runner)."""
+        if type(m) is Int8Linear:
+            return blas.linear_q8(x, m.weight, m.scale, m.bias, self.blas_threads)
+        out_in = type(m) is torch.nn.Linear
         if self.blas_threads:
-            return blas.linear(x, w, b, out_in, self.blas_threads)
-        return F.linear(x, w) if out_in else torch.addmm(b, x, w)
+            return blas.linear(x, m.weight, m.bias, out_in, self.blas_threads)
+        return F.linear(x, m.weight) if out_in else torch.addmm(m.bias, x, m.weight)
 
 
 def package_dir() -> Path:
@@ -187,8 +204,9 @@ def _package_key(model, slots: int, width: int, use_openblas: bool) -> str:
     arch = {k: getattr(cfg, k, None) for k in ("n_layer", "n_head", "n_embd", "n_inner", "vocab_size", "n_positions",
                                               "layer_norm_epsilon", "activation_function", "scale_attn_weights",
                                               "scale_attn_by_inverse_layer_idx")}
+    int8 = [n for n, m in model.named_modules() if type(m) is Int8Linear]  # which layers are int8
     parts = [torch.__version__, json.dumps(arch, sort_keys=True), _code_digest(), cxx_compiler(),
-             slots, width, torch.get_num_threads(), use_openblas]
+             slots, width, torch.get_num_threads(), use_openblas, int8]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
@@ -208,6 +226,8 @@ def compile_runner(model, slots: int, width: int, use_openblas: bool | None = No
     use = openblas(build=True) if use_openblas is None else use_openblas
     if use and not openblas():
         raise RuntimeError(f"engine/blas.py's op is unusable: {blas.unavailable(package_dir())}")
+    if not use and _int8_layers(model):
+        raise RuntimeError(f"int8 layers compile only with engine/blas.py's op: {blas.unavailable(package_dir())}")
     threads = torch.get_num_threads()
     step = _Step(model, threads if use else 0)
     cfg = model.config
@@ -226,8 +246,10 @@ def compile_runner(model, slots: int, width: int, use_openblas: bool | None = No
             # with the op, single-threaded kernels, so no torch OpenMP pool spins against its workers or
             # OpenBLAS's pool (12x768 at two threads, 2026-11-30: 53.1 tok/s so, 3.6 with both pools live)
             configs = {"aot_inductor.package_constants_in_so": False, "cpp.threads": 1 if use else -1}
-            if use:  # the op's C shim, called directly (the proxy executor parses every call's arguments)
-                configs["aot_inductor.custom_ops_to_c_shims"] = {torch.ops.anno.anno_linear.default: [blas.C_SHIM]}
+            if use:  # the ops' C shims, called directly (the proxy executor parses every call's arguments)
+                ops = torch.ops.anno
+                configs["aot_inductor.custom_ops_to_c_shims"] = {ops.anno_linear.default: [blas.C_SHIM],
+                                                                 ops.anno_linear_q8.default: [blas.C_SHIM_Q8]}
             tmp = torch._inductor.aoti_compile_and_package(ep, package_path=os.path.join(d, "step.pt2"),
                                                            inductor_configs=configs)
             os.replace(tmp, pkg)
@@ -249,6 +271,7 @@ class CompiledGPT2:
         if reason := unsupported(model):
             raise ValueError(f"CompiledGPT2 cannot run this model: {reason}")
         self.model, self.wait, self.fixed = model, wait, fixed
+        self.int8 = bool(_int8_layers(model))  # compiles only with engine/blas.py's op
         self.lean = LeanGPT2(model, pack=pack)
         self.context = model.config.n_positions
         self.runners: dict[tuple[int, int, int], object] = {}
@@ -283,6 +306,8 @@ class CompiledGPT2:
             return None
         self._looked[key] = now
         use = openblas()  # decided once here: the library may appear (a compile-step process) at any time
+        if self.int8 and not use:
+            return None
         return self.runner(*key[:2], use) if package_path(self.model, *key[:2], use).is_file() else None
 
     def step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
@@ -355,6 +380,9 @@ def precompile(model, max_batch: int, progress=print) -> list[dict]:
         raise ValueError(f"nothing to compile: {reason}")
     out, t0 = [], time.time()
     use = openblas(build=True)
+    if not use and _int8_layers(model):
+        raise ValueError(f"nothing to compile: int8 layers need engine/blas.py's op "
+                         f"({blas.unavailable(package_dir())})")
     progress(json.dumps({"openblas": use, "seconds": round(time.time() - t0, 1)} if use else
                         {"openblas": False, "why": blas.unavailable(package_dir())}))
     for slots, width in serving_shapes(model, max_batch):

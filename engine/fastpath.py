@@ -4,7 +4,7 @@ default on CPU instead of `GPT2LMHeadModel.forward`.
 Why: a 12x768 decode step through transformers spends ~75% of its time in the GEMMs and the rest in
 module plumbing, DynamicCache's torch.cat of the whole cache every step (7% at 40 tokens, growing with the
 length), mask building and position bookkeeping (torch.profiler, 10 steps, 1 thread). This module calls the
-very same layer modules (the Conv1D / nn.Linear / dynamic-int8 Linear objects, LayerNorm weights, the
+very same layer modules (the Conv1D / nn.Linear / engine/int8.py Int8Linear objects, LayerNorm weights, the
 activation module, SDPA with the model's own scaling) in the same order, so batch-1 greedy ids equal
 `model.generate`'s, but keeps keys and values in a preallocated `KVCache` written in place and does no other
 per-token work. Weights are shared with the model (no copies): in-place weight updates are seen. The one
@@ -46,8 +46,8 @@ def row_split(module, k: int):
     and otherwise calls the module. Why: MKL runs a one-row GEMM on one thread (measured here: of 30 x 48
     one-row products of a 12x768 step at 2 torch threads, all CPU ticks on the calling thread, while an
     elementwise op used both), whereas its batched GEMM gives each block to a thread. The blocks are strided
-    views of the module's own weight: no copy. Dynamic-int8 layers (fbgemm, already threaded: ticks on both
-    threads) and anything else are called as they are. Otherwise (k = 1, or a shape that does not split) the
+    views of the module's own weight: no copy. Int8 layers (engine/int8.py) and anything else are called as
+    they are. Otherwise (k = 1, or a shape that does not split) the
     same op the module's forward runs is called directly, without nn.Module's call machinery."""
     from transformers.pytorch_utils import Conv1D
 

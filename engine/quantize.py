@@ -2,33 +2,32 @@
 folder (fp32 or quantized) back, and measuring what the quantization costs and buys.
 
 Three methods (`METHODS`):
-- "int8-cpu": PyTorch dynamic int8 (torch.ao quantize_dynamic, qint8 weights per output channel, activations
-  quantized per call) on the blocks' Linear layers and the lm_head; GPT-2's Conv1D layers become nn.Linear
-  first. Saved as safetensors (int8 weights + scales + zero points + biases, fp32 for the rest) plus the
-  recipe in quantization.json: no pickle. Reloading rebuilds the skeleton from config.json, quantizes it and
-  sets the saved weights, so the reloaded model is bit-identical to the saved one.
+- "int8-cpu": weight-only int8 (engine/int8.py: int8 weights per output row, float32 activations) on the
+  blocks' layers and the lm_head; until 2026-11-30 it was PyTorch's dynamic int8, whose folders still load.
+  Saved as safetensors (int8 weights + scales + biases, fp32 for the rest) plus the recipe in
+  quantization.json: no pickle. Reloading rebuilds the skeleton from config.json, quantizes it and sets the
+  saved weights, so the reloaded model is bit-identical to the saved one.
 - "bnb-int8" / "bnb-nf4": transformers' BitsAndBytesConfig (LLM.int8() / 4-bit NormalFloat), saved with
   save_pretrained (safetensors) and reloaded with from_pretrained from the saved quantization config. Meant
   for the GPU; bitsandbytes 0.50 also runs on CPU (nf4 through a bf16 AVX512 kernel, int8 through torch's
   _int_mm).
 
 Greedy tok/s measured on the shared 2-core CPU (2 threads, 64 new tokens, models interleaved, quiet spells):
-SLM shape (12x768, vocab 8000) fp32 38.8, int8-cpu 83, bnb-int8 37.7, bnb-nf4 71; runs/tiny/model (4x128)
-fp32 ~650, int8-cpu ~650, bnb-int8 ~255, bnb-nf4 ~465 -- at that size per-op overhead, not weights, dominates.
+SLM shape (12x768, vocab 8000) fp32 38.8, int8-cpu (then dynamic int8) 83, bnb-int8 37.7, bnb-nf4 71;
+runs/tiny/model (4x128) fp32 ~650, int8-cpu ~650, bnb-int8 ~255, bnb-nf4 ~465 -- at that size per-op overhead,
+not weights, dominates. benchmarks/generate.py has the current int8-cpu figures.
 
 Every quantized folder carries quantization.json: method, recipe, weight bytes on disk and in memory, greedy
 tok/s and validation perplexity next to the fp32 model's, all measured in the same `quantize` call.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
 import shutil
 import time
-import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -40,6 +39,7 @@ from torch import nn
 from engine.atomic import write_json_atomic
 from engine.checkpoint import TOKENIZER_FILES, atomic_dir, load_hf_model
 from engine.generate import GenerationConfig, generate_ids, model_context
+from engine.int8 import Int8Linear, op_ready
 from engine.tokenizer import ANNO_FILE, EOT, encode_prompt, load_tokenizer
 
 METHODS = ("int8-cpu", "bnb-int8", "bnb-nf4")
@@ -47,7 +47,8 @@ QUANT_FILE = "quantization.json"
 FORMAT = "anno-quantization/1"
 INT8_WEIGHTS = "model.int8.safetensors"  # not model.safetensors: a plain from_pretrained must fail, not half-load
 # The lm_head (tied to wte; the input embedding stays fp32, so it becomes an int8 copy) is quantized. One token's
-# lm_head on 2 threads, fastest of 400 runs, fp32 vs dynamic int8: d=768 V=8000 460 vs 216 us, d=768 V=32000
+# lm_head on 2 threads, fastest of 400 runs, fp32 vs the dynamic int8 of the time (weight-only int8 reads the
+# same bytes): d=768 V=8000 460 vs 216 us, d=768 V=32000
 # 11.0 vs 1.9 ms (memory-bound: 98 MB of fp32 weights), d=128 V=8000 81 vs 75 us. Cost in quality, perplexity
 # on 20 validation documents of runs/tiny/model (fp32 158.889): 159.004 (+0.072%) with it, 158.964 (+0.047%)
 # without; cost in size: V*d bytes (+6 MB on SLM's 121 MB).
@@ -73,28 +74,11 @@ def _check_method(method) -> None:
 # ---------------------------------------------------------------------------------------------- int8-cpu
 
 
-@contextlib.contextmanager
-def _quiet():
-    """torch.ao.quantization is deprecated in favour of torchao (not a dependency here) but still shipped and
-    working in the pinned torch 2.13; its deprecation warnings would fire on every load."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated.*")
-        warnings.filterwarnings("ignore", message=r".*torch\.quantize_per_tensor, torch\.quantize_per_channel.*")
-        yield
-
-
-def _to_linear(model: nn.Module, lm_head: bool) -> list[str]:
-    """Replace GPT-2's Conv1D (x @ W + b, W is in x out) with the equal nn.Linear (W transposed); untie and
-    copy the lm_head when it is to be quantized (the input embedding stays fp32). Returns the module names
-    to quantize."""
+def _to_int8(model: nn.Module, lm_head: bool) -> list[str]:
+    """Replace GPT-2's Conv1D layers (x @ W + b, W [in, out]) by engine/int8.py's Int8Linear of the same
+    product (W transposed, per output row int8); the lm_head too when lm_head (an int8 copy of the tied wte:
+    the input embedding stays fp32). Returns the replaced modules' names."""
     from transformers.pytorch_utils import Conv1D
-
-    def linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-        lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")  # no init
-        lin.weight = nn.Parameter(weight.detach().contiguous(), requires_grad=False)
-        if bias is not None:
-            lin.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
-        return lin
 
     names = []
     for i, block in enumerate(model.transformer.h):
@@ -103,56 +87,46 @@ def _to_linear(model: nn.Module, lm_head: bool) -> list[str]:
             conv = getattr(parent, attr)
             if not isinstance(conv, Conv1D):
                 raise QuantizeError(f"transformer.h.{i}.{path} is {type(conv).__name__}, expected GPT-2's Conv1D")
-            setattr(parent, attr, linear(conv.weight.t(), conv.bias))
+            setattr(parent, attr, Int8Linear.from_float(conv.weight.t(), conv.bias))
             names.append(f"transformer.h.{i}.{path}")
     if lm_head:
-        model.lm_head = linear(model.transformer.wte.weight.clone(), None)
+        model.lm_head = Int8Linear.from_float(model.transformer.wte.weight, None)
         names.append("lm_head")
     return names
 
 
 def int8_cpu(model: nn.Module, quantize_lm_head: bool = QUANTIZE_LM_HEAD) -> nn.Module:
-    """Dynamic int8 quantization of an fp32 GPT2LMHeadModel, in place (the model is returned, eval mode):
-    per-output-channel symmetric qint8 weights for every block Linear (and the lm_head if quantize_lm_head).
-    Per channel rather than per tensor: same kernel, and perplexity on runs/tiny/model +0.072% vs +0.076%."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
+    """Weight-only int8 (engine/int8.py) of an fp32 GPT2LMHeadModel, in place (the model is returned, eval
+    mode): per-output-row symmetric int8 weights for every block layer (and the lm_head if quantize_lm_head);
+    activations stay fp32. Loads the int8 op's library when built (op_ready)."""
     model.eval()
-    names = _to_linear(model, quantize_lm_head)
-    with _quiet():
-        quantize_dynamic(model, {n: per_channel_dynamic_qconfig for n in names}, dtype=torch.qint8, inplace=True)
+    _to_int8(model, quantize_lm_head)
+    op_ready()
     return model
 
 
 def _quantized_modules(model: nn.Module) -> dict[str, nn.Module]:
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-    return {n: m for n, m in model.named_modules() if isinstance(m, DynamicLinear)}
+    return {n: m for n, m in model.named_modules() if isinstance(m, Int8Linear)}
 
 
 def _int8_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors to save, recipe). Quantized Linear `n` -> n.qweight (int8), n.scale (float64), n.zero_point
-    (int64), n.bias (fp32); every other tensor as it is, the tied lm_head once (as wte)."""
+    """(tensors to save, recipe). Int8Linear `n` -> n.qweight (int8 [out, in]), n.scale (float32 [out]),
+    n.bias (fp32); every other tensor as it is, the tied lm_head once (as wte)."""
     qmods = _quantized_modules(model)
     if not qmods:
-        raise QuantizeError("model has no dynamically quantized Linear layers: run int8_cpu(model) first")
+        raise QuantizeError("model has no int8 layers: run int8_cpu(model) first")
     tensors = {}
     for name, mod in qmods.items():
-        qw, bias = mod._packed_params._weight_bias()
-        if qw.qscheme() not in (torch.per_channel_affine, torch.per_channel_symmetric) or qw.q_per_channel_axis():
-            raise QuantizeError(f"{name}: {qw.qscheme()} weights, expected int8_cpu's per-output-channel ones")
-        tensors[f"{name}.qweight"] = qw.int_repr().contiguous()
-        tensors[f"{name}.scale"] = qw.q_per_channel_scales().to(torch.float64).contiguous()
-        tensors[f"{name}.zero_point"] = qw.q_per_channel_zero_points().to(torch.int64).contiguous()
-        if bias is not None:
-            tensors[f"{name}.bias"] = bias.detach().contiguous()
+        tensors[f"{name}.qweight"], tensors[f"{name}.scale"] = mod.weight, mod.scale
+        if mod.bias is not None:
+            tensors[f"{name}.bias"] = mod.bias
     prefixes, wte_ptr = tuple(f"{n}." for n in qmods), model.transformer.wte.weight.data_ptr()
     for k, v in model.state_dict().items():
         if isinstance(v, torch.Tensor) and not k.startswith(prefixes) and not (
                 k == "lm_head.weight" and v.data_ptr() == wte_ptr):  # tied: re-tied when the skeleton is built
             tensors[k] = v.detach().contiguous()
-    recipe = {"modules": sorted(qmods), "lm_head": "lm_head" in qmods, "weights": "qint8, per output channel, "
-              "symmetric", "activations": "quint8, quantized per call (dynamic), reduce_range",
-              "torch": torch.__version__, "engine": torch.backends.quantized.engine}
+    recipe = {"modules": sorted(qmods), "lm_head": "lm_head" in qmods, "weights": "int8, per output row, "
+              "symmetric (absmax / 127)", "activations": "float32 (weight-only int8)", "torch": torch.__version__}
     return tensors, recipe
 
 
@@ -166,24 +140,32 @@ def save_int8_cpu(model: nn.Module, folder: str | Path) -> dict:
 
 
 def _load_int8_cpu(path: Path, recipe: dict) -> nn.Module:
+    """The model of an int8-cpu folder. Folders written before 2026-11-30 (PyTorch dynamic int8: float64
+    scales and zero points, all zero for its symmetric weights) load as the same int8 weights."""
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig as HFGenerationConfig
 
     config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", trust_remote_code=False)
     if (path / "generation_config.json").is_file():
         model.generation_config = HFGenerationConfig.from_pretrained(path)
-    int8_cpu(model, quantize_lm_head=bool(recipe["lm_head"]))  # the skeleton's random weights get replaced
+    int8_cpu(model, quantize_lm_head=bool(recipe["lm_head"]))  # the skeleton's int8 layers get replaced below
     tensors = load_file(str(path / INT8_WEIGHTS))
     qmods = _quantized_modules(model)
     if sorted(qmods) != sorted(recipe["modules"]):
         raise QuantizeError(f"{path}: {QUANT_FILE} lists {len(recipe['modules'])} quantized modules but the model "
                             f"built from config.json has {len(qmods)}: folder and config do not match")
-    with _quiet():
-        for name, mod in qmods.items():
-            q, scale, zp = (tensors.pop(f"{name}.{s}") for s in ("qweight", "scale", "zero_point"))
-            qw = torch._make_per_channel_quantized_tensor(q, scale, zp, 0)
-            mod.set_weight_bias(qw, tensors.pop(f"{name}.bias", None))
-    # The rest goes in by name: load_state_dict would ask the quantized layers for keys they never save.
+    for name, mod in qmods.items():
+        q, scale, zp = (tensors.pop(f"{name}.{s}", None) for s in ("qweight", "scale", "zero_point"))
+        if q is None or scale is None:
+            raise QuantizeError(f"{path}/{INT8_WEIGHTS}: {name}.qweight or {name}.scale is missing")
+        if zp is not None and bool(zp.any()):
+            raise QuantizeError(f"{path}/{INT8_WEIGHTS}: {name}.zero_point is not all zero (asymmetric int8 "
+                                f"weights are not supported)")
+        try:
+            mod.set(q, scale.to(torch.float32), tensors.pop(f"{name}.bias", None))
+        except ValueError as e:
+            raise QuantizeError(f"{path}/{INT8_WEIGHTS}: {name}: {e}") from None
+    # The rest goes in by name; the int8 layers' own buffers were set above.
     prefixes, tied = tuple(f"{n}." for n in qmods), "lm_head" not in qmods
     targets = dict(model.named_parameters(remove_duplicate=False)) | dict(model.named_buffers())
     expected = {k for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)
@@ -252,7 +234,7 @@ def _load_bnb(path: Path, method: str | None = None) -> nn.Module:
 
 def weight_bytes(model: nn.Module) -> int:
     """Bytes of the weights a model holds in memory: parameters and buffers (tied ones once), bitsandbytes'
-    scales (absmax / SCB), and dynamic int8 layers' packed weights (int8), biases and scales."""
+    scales (absmax / SCB); int8 layers' weights, scales and biases are buffers."""
     seen, total = set(), 0
 
     def add(t) -> None:
@@ -265,16 +247,13 @@ def weight_bytes(model: nn.Module) -> int:
         add(t)
         add(getattr(getattr(t, "quant_state", None), "absmax", None))
         add(getattr(t, "SCB", None))
-    for mod in _quantized_modules(model).values():  # int8 weight, fp32 bias, float64 scale + int64 zero point
-        qw, bias = mod._packed_params._weight_bias()
-        total += qw.numel() + (0 if bias is None else 4 * bias.numel()) + 16 * qw.q_per_channel_scales().numel()
     return total
 
 
 def tokens_per_second(model: nn.Module, prompt: Sequence[int], new_tokens: int) -> float:
     """Greedy decoding speed of one run through generate_ids (KV cache): new_tokens ids, the end-of-text id
     not stopping it, prompt processing included. On CPU that is the default serving path, engine/fastpath.py's
-    lean step, for fp32 and int8-cpu alike (it calls the dynamic int8 Linear layers as they are)."""
+    compiled or lean step, for fp32 and int8-cpu alike."""
     t0 = time.perf_counter()
     n = sum(1 for _ in generate_ids(model, prompt, GenerationConfig(max_new_tokens=new_tokens, temperature=0.0),
                                     eos_id=-1))
@@ -392,6 +371,7 @@ def quantize(model_path: str | Path, method: str, out: str | Path, eval_texts: S
         for f in (f for f in _FOLDER_FILES if (src / f).is_file()):
             shutil.copy2(src / f, tmp / f)
         if method == "int8-cpu":
+            op_ready(build=True)  # its kernels, ~15 s once per machine; without a compiler, F.linear (fp32 speed)
             recipe = save_int8_cpu(int8_cpu(load_hf_model(src)), tmp)
         else:
             qmodel = _load_bnb(src, method)

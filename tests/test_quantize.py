@@ -94,12 +94,10 @@ def test_int8_untied_lm_head_variant_reloads_tied(fp32_dir, tmp_path):
 def test_int8_is_close_to_fp32(fp32_dir):
     tok = load_tokenizer(fp32_dir)
     f = _logits(load_hf_model(fp32_dir), tok)
-    linear = load_hf_model(fp32_dir)
-    qz._to_linear(linear, lm_head=True)  # Conv1D -> Linear (and an untied lm_head copy) changes nothing
-    assert torch.allclose(_logits(linear, tok), f, rtol=0, atol=1e-6)
     q = _logits(int8_cpu(load_hf_model(fp32_dir)), tok)
-    # measured 2.2% on this random-init model; a missing transpose of the square c_proj gives 39%
-    assert 0 < ((q - f).norm() / f.norm()).item() < 0.05
+    # measured 0.79% on this random-init model (2.2% with the dynamic int8 it replaced); a missing transpose of
+    # the square c_proj gives 39%
+    assert 0 < ((q - f).norm() / f.norm()).item() < 0.03
 
 
 def test_quantize_int8_folder(fp32_dir, tmp_path, fast):
@@ -116,10 +114,10 @@ def test_quantize_int8_folder(fp32_dir, tmp_path, fast):
     assert disk["quantized"] == (out / qz.INT8_WEIGHTS).stat().st_size
     assert disk["fp32"] == (fp32_dir / "model.safetensors").stat().st_size
     # fp32 (tied): 4 bytes per parameter. int8: block weights 1 byte instead of 4, an int8 copy of wte as
-    # lm_head, a float64 scale + int64 zero point per output channel (blocks: 192+64+256+64 each, lm_head 512)
+    # lm_head, a float32 scale per output row (blocks: 192+64+256+64 each, lm_head 512)
     n_block_w = 2 * (64 * 192 + 64 * 64 + 64 * 256 + 256 * 64)
     assert mem["fp32"] == 4 * sum(p.numel() for p in load_hf_model(fp32_dir).parameters())
-    assert mem["quantized"] == mem["fp32"] - 3 * n_block_w + 512 * 64 + 16 * (2 * 576 + 512)
+    assert mem["quantized"] == mem["fp32"] - 3 * n_block_w + 512 * 64 + 4 * (2 * 576 + 512)
     sp = info["speed"]
     assert sp["tok_s"] > 0 and sp["fp32_tok_s"] > 0 and sp["new_tokens"] == 8 and sp["threads"] >= 1
     assert sp["ratio"] == pytest.approx(sp["tok_s"] / sp["fp32_tok_s"], rel=0.01)

@@ -42,7 +42,7 @@ def build(ctx: Ctx) -> Picker:
                             info="a run folder, a model or quantized folder, or a Hub id", scale=4,
                             elem_id="model")
         precision = gr.Radio(serving.available_precisions(), value="fp32", label="Precision", scale=2,
-                             info="int8-cpu: ~2x faster on CPU, perplexity within 0.1%")
+                             info="int8-cpu: ~2.5x faster on CPU (12x768), perplexity within 0.1%")
         refresh = gr.Button("↻ Rescan", scale=0, min_width=90)
     with gr.Accordion("Download a model from the Hugging Face Hub", open=False):
         with gr.Row(equal_height=True):
