@@ -6,7 +6,8 @@ Why: the demo model's lean step (4x128, vocab 8000) is dispatch-bound, a few to 
 overhead per op for little arithmetic. Compiled, each layer is 4 matrix products plus 3 fused C++ kernels (the
 cache write, masked softmax attention and both matmuls of a head are one kernel), called from C++. The matrix
 products are engine/blas.py's op where its library builds (`openblas()`; packages are keyed on it; its
-own one-row kernels, OpenBLAS for several rows; called through its C shim), else MKL's at::addmm: 40.1 ->
+own one-row kernels, OpenBLAS for several rows; called through its C shim; on one thread for small models,
+`op_threads`), else MKL's at::addmm: 40.1 ->
 57.8 tok/s on 12x768 at two threads, 37.2 -> 43.0 at one, the demo model 1,020 -> 1,537 at two
 (benchmarks/generate.py's `aten_mm` variant, one process per variant, 2026-11-30; same greedy ids). The
 table below was measured with every variant in one process, which slowed CTranslate2 most (its own OpenMP
@@ -76,6 +77,13 @@ MAX_WEIGHTS = 128_000_000
 # with the rows and lengths it has: 12x768 at ctx 1024 would hold 604 MB for 8 rows; the demo model 8 MB.
 BATCH_CACHE_BYTES = 64 << 20
 _RECHECK_S = 1.0  # how often an engine looks for a package that another process may have built
+# Models whose weights a token reads are at most this many bytes run the op's products on one thread (the
+# caller): they sit in cache, splitting them gains little, and a worker that shares the 2 cores with
+# whatever else spins (torch's OpenMP threads after the eager prefill spin ~6 ms) slows every step. Demo model
+# (7.4 MB), 2 threads, stream, 4 alternated pairs of processes (2026-11-30, /tmp/s8/demo_t1.py): 1,465-2,051
+# tok/s (median 1,687) on one thread against 1,330-1,703 (median 1,600) with a worker. 12x768 (368 MB) needs
+# both threads (43.0 vs 57.8 tok/s).
+SMALL_WEIGHT_BYTES = 32 << 20
 
 
 def cxx_compiler() -> str | None:
@@ -199,6 +207,13 @@ def openblas(build: bool = False) -> bool:
     return blas.unavailable(package_dir(), cxx_compiler() if build else None) is None
 
 
+def op_threads(model) -> int:
+    """Threads the compiled step's products use (engine/blas.py's op): torch's, or one for models of at most
+    SMALL_WEIGHT_BYTES of weights (see there)."""
+    small = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) <= SMALL_WEIGHT_BYTES
+    return 1 if small else torch.get_num_threads()
+
+
 def _package_key(model, slots: int, width: int, use_openblas: bool) -> str:
     cfg = model.config
     arch = {k: getattr(cfg, k, None) for k in ("n_layer", "n_head", "n_embd", "n_inner", "vocab_size", "n_positions",
@@ -206,7 +221,7 @@ def _package_key(model, slots: int, width: int, use_openblas: bool) -> str:
                                               "scale_attn_by_inverse_layer_idx")}
     int8 = [n for n, m in model.named_modules() if type(m) is Int8Linear]  # which layers are int8
     parts = [torch.__version__, json.dumps(arch, sort_keys=True), _code_digest(), cxx_compiler(),
-             slots, width, torch.get_num_threads(), use_openblas, int8]
+             slots, width, torch.get_num_threads(), use_openblas, int8, op_threads(model)]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
@@ -228,8 +243,7 @@ def compile_runner(model, slots: int, width: int, use_openblas: bool | None = No
         raise RuntimeError(f"engine/blas.py's op is unusable: {blas.unavailable(package_dir())}")
     if not use and _int8_layers(model):
         raise RuntimeError(f"int8 layers compile only with engine/blas.py's op: {blas.unavailable(package_dir())}")
-    threads = torch.get_num_threads()
-    step = _Step(model, threads if use else 0)
+    step = _Step(model, op_threads(model) if use else 0)
     cfg = model.config
     pkg = package_path(model, slots, width, use)
     folder = pkg.parent

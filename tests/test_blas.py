@@ -170,3 +170,15 @@ def test_compiled_step_calls_the_op_once_per_product(op):
     assert wrapper.count("aoti_torch_cpu_anno_linear(") == 2 * 4 + 1 + 1  # the calls and the declaration
     assert "aoti_torch_proxy_executor_call_function" not in wrapper
     torch.testing.assert_close(logits[True], logits[False], rtol=1e-5, atol=1e-5)
+
+
+def test_small_models_run_the_op_on_one_thread(monkeypatch):
+    """Models whose weights fit in cache run the compiled step's products on the calling thread only; larger
+    ones on torch's threads (engine/compiled_step.py's SMALL_WEIGHT_BYTES)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    small = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=64, vocab_size=50))
+    big = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=768, n_head=12, n_positions=64, vocab_size=8000))
+    assert C.op_threads(small) == 1
+    assert sum(p.numel() * 4 for p in big.parameters()) > C.SMALL_WEIGHT_BYTES and C.op_threads(big) == 3
