@@ -26,7 +26,8 @@ row from its prompt, set a row's next token, step all rows, keep some rows):
     to the widest, a [rows, width] attention mask and explicit per-row position ids (GPT-2's positions are
     absolute, so padding must not shift them); a leaving row is cut out (index_select) and all-padding
     columns are trimmed.
-Either way a new request is prefilled alone (exactly the computation `generate_ids` does), and a finished,
+Either way a new request is prefilled alone (the computation `generate_ids` does; on the lean path its large
+layers on the packed weights, equal up to float rounding), and a finished,
 cancelled or failed row leaves at once. Logits processing and sampling run per row with
 the request's own `logits_processors(cfg, ...)`, id history and seeded `torch.Generator`, as in
 engine/generate.py.

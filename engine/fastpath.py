@@ -8,8 +8,8 @@ very same layer modules (the Conv1D / nn.Linear / engine/int8.py Int8Linear obje
 activation module, SDPA with the model's own scaling) in the same order, so batch-1 greedy ids equal
 `model.generate`'s, but keeps keys and values in a preallocated `KVCache` written in place and does no other
 per-token work. Weights are shared with the model (no copies): in-place weight updates are seen. The one
-exception is the batcher's steps of several rows (`LeanGPT2(pack=True)`, `LeanRows`): their large layers
-run on oneDNN-packed copies (see `packed`), since MKL's few-row GEMM is slow here.
+exception is the batcher's steps of several rows and its prompts (`LeanGPT2(pack=True)`, `LeanRows`): their
+large layers run on oneDNN-packed copies (see `packed`), since MKL's few-row GEMM is slow here.
 
 Batches: row r of a batch lives in cache slot r with its own length; a decode step writes each row's new key
 at its own position and masks keys past each row's end, so rows of different lengths need no padding and
@@ -171,8 +171,10 @@ class LeanGPT2:
 
     def __init__(self, model, split: int | None = None, pack: bool = False):
         """split: how many column blocks a one-row fp32 matmul is cut into (default: torch's thread count
-        now; 1 = the layer modules as they are). pack: decode steps of several rows run their matmuls through
-        `packed` weights (the batcher's; one-row prefills and steps keep the module's own weights)."""
+        now; 1 = the layer modules as they are). pack: decode steps of several rows and prompts of several tokens
+        run their matmuls through `packed` weights (the batcher's; one-row steps keep the module's own weights).
+        A 20-token prompt of the 12x768 model: 56-60 ms packed vs 86-95 unpacked (MKL), logits within 4e-6,
+        2026-11-30 (/tmp/s8/pfpack.py)."""
         if reason := unsupported(model):
             raise ValueError(f"LeanGPT2 cannot run this model: {reason}")
         t = model.transformer
@@ -237,7 +239,10 @@ class LeanGPT2:
         B, T = x.shape
         H, hd, d = self.n_head, self.head_dim, self.d
         h = F.embedding(x, self.wte) + F.embedding(positions, self.wpe)
-        blocks, lm_head = (self.rows_blocks, self.rows_lm_head) if B > 1 else (self.blocks, self.lm_head)
+        # several rows (a batched step) or several positions (a prompt): the packed layers where this engine has
+        # them; the lm_head sees one position per row
+        blocks = self.rows_blocks if B > 1 or T > 1 else self.blocks
+        lm_head = self.rows_lm_head if B > 1 else self.lm_head
         if slot is None:
             end = int(start.max()) + 1
             rows = torch.arange(B)
