@@ -1,5 +1,6 @@
-"""The matrix product of the compiled decode step: the `anno::anno_linear` torch op (engine/blas.cpp: one row
-on its own prefetching GEMV kernels and worker threads, several rows on OpenBLAS's sgemm) -- finding the
+"""The matrix products of the compiled decode step: the `anno::anno_linear` torch op (engine/blas.cpp: one row
+on its own prefetching GEMV kernels and worker threads, several rows on OpenBLAS's sgemm) and its weight-only
+int8 twin `anno::anno_linear_q8` (engine/int8.py's layers) -- finding the
 OpenBLAS library numpy ships, building the op's library for this CPU with the C++ compiler AOTInductor uses
 (once per torch version, source, OpenBLAS and CPU; ~15 s), keeping it beside the compiled packages, loading
 it, its shape function for torch.export, and the C shim declaration AOTInductor needs to call it directly.
@@ -186,8 +187,8 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, out_in: boo
 def linear_q8(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor, b: torch.Tensor | None,
               threads: int = 1) -> torch.Tensor:
     """x [rows, in] @ (w * scale[:, None]).T (+ b): weight-only int8, w int8 [out, in], scale float32 [out]
-    (engine/int8.py's layers), x and the result float32, on `threads` threads (the op's workers; from 8 rows
-    a dequantized copy and OpenBLAS's sgemm). Needs `unavailable(...)` to be None."""
+    (engine/int8.py's layers), x and the result float32, on `threads` threads (the op's workers; from 64 rows
+    a dequantized copy through at::linear on torch's threads). Needs `unavailable(...)` to be None."""
     return torch.ops.anno.anno_linear_q8(x, w, scale, b, threads)
 
 

@@ -2,7 +2,7 @@
 weights [out, in] (nn.Linear's layout) with one float32 scale per output row (symmetric: absmax / 127) and a
 float32 bias; activations stay float32. Its product is engine/blas.py's anno::anno_linear_q8 where that op is
 loaded (`cli.py compile-step` builds it; engine/blas.cpp: one AVX2 dot kernel that converts the int8 weights
-as it reads them, split over the op's worker threads; from 8 rows a dequantized copy and OpenBLAS's sgemm),
+as it reads them, split over the op's worker threads; from 64 rows a dequantized copy through at::linear),
 else F.linear on a float32 copy of the weights made at the first call (the same product up to float
 rounding, at fp32 speed and with the fp32 bytes held as well: the op's library needs a C++ compiler and the
 OpenBLAS numpy ships). torch's own weight-only kernel (torch._weight_int8pack_mm) took 69-87 ms for the
