@@ -65,6 +65,6 @@ def mirror() -> Path:
     return MIRROR
 
 
-from fixtures import full_corpus, one_thread, tiny_corpus, tiny_tokenizer  # noqa: E402,F401  (session fixtures shared by test modules)
+from fixtures import blas_ops, full_corpus, one_thread, tiny_corpus, tiny_tokenizer  # noqa: E402,F401  (session fixtures shared by test modules)
 from publish_fixtures import tiny_run  # noqa: E402,F401  (a tiny trained run with an evaluation report)
 from app_fixtures import app_run, app_url, browser, jobs_dir, slow_model  # noqa: E402,F401  (the launched web app, for API and browser tests)

@@ -82,3 +82,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def blas_ops():
+    """engine/blas.py's ops (anno::anno_linear and anno::anno_linear_q8), built into the session's package
+    folder and loaded; skipped where numpy ships no OpenBLAS to build them against."""
+    from engine import blas
+    from engine import compiled_step as C
+
+    found = blas.find_openblas()
+    if isinstance(found, str):
+        pytest.skip(f"no OpenBLAS to build engine/blas.cpp's ops against: {found}")
+    why = blas.unavailable(C.package_dir(), C.cxx_compiler())
+    assert why is None, why
+    return blas

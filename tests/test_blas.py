@@ -18,13 +18,8 @@ from engine import compiled_step as C
 
 
 @pytest.fixture(scope="module")
-def op():
-    found = blas.find_openblas()
-    if isinstance(found, str):
-        pytest.skip(f"no OpenBLAS to build anno::anno_linear against: {found}")
-    why = blas.unavailable(C.package_dir(), C.cxx_compiler())
-    assert why is None, why
-    return blas.linear
+def op(blas_ops):
+    return blas_ops.linear
 
 
 @pytest.fixture(params=["own", "openblas"])

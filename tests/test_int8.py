@@ -20,13 +20,8 @@ from engine.int8 import Int8Linear, quantize_rows
 
 
 @pytest.fixture(scope="module")
-def op():
-    found = blas.find_openblas()
-    if isinstance(found, str):
-        pytest.skip(f"no OpenBLAS to build engine/blas.cpp's ops against: {found}")
-    why = blas.unavailable(C.package_dir(), C.cxx_compiler())
-    assert why is None, why
-    return blas.linear_q8
+def op(blas_ops):
+    return blas_ops.linear_q8
 
 
 def test_quantize_rows_known_values():
