@@ -273,21 +273,21 @@ def bench_shape(name: str, model_dir: Path, n: int, rounds: int, bandwidth: floa
     if (why := compiled_step.unsupported(model)) is None:  # the default path for it: build its packages first
         shapes, batch = [], compiled_step.batch_shape(model, MAX_BATCH)  # the ones this benchmark runs
         use_op = compiled_step.openblas(build=True)
-        width = compiled_step.width_for(len(ids) + n - 1, model.config.n_positions)
-        for slots, width, use in [(1, width, use_op), *([(*batch, use_op)] if batch else []),
-                                  *([(1, width, False)] if use_op else [])]:  # the aten_mm variant's
-            t = time.perf_counter()
-            built = not compiled_step.package_path(model, slots, width, use).is_file()
-            compiled_step.compile_runner(model, slots, width, use)
-            shapes.append({"slots": slots, "width": width, "openblas": use, "built": built,
-                           "seconds": round(time.perf_counter() - t, 1)})
+        # the n-token runs' width and the 1-token (TTFT) runs' width: the app builds every width (cli.py
+        # compile-step), and a missing one would time the eager prefill instead (until 2026-11-30 the TTFT runs
+        # did: their 64-wide cache had no package)
+        ctx = model.config.n_positions
+        widths = sorted({compiled_step.width_for(len(ids) + n - 1, ctx), compiled_step.width_for(len(ids), ctx)})
         q8 = int8_cpu(load_hf_model(model_dir))  # the int8 variant's packages (its layers are int8)
-        if use_op and compiled_step.unsupported(q8) is None:
+        todo = [(model, 1, w, use_op) for w in widths] + ([(model, *batch, use_op)] if batch else [])
+        todo += [(model, 1, w, False) for w in widths] if use_op else []  # the aten_mm variant's
+        todo += [(q8, 1, w, True) for w in widths] if use_op and compiled_step.unsupported(q8) is None else []
+        for m, slots, width, use in todo:
             t = time.perf_counter()
-            built = not compiled_step.package_path(q8, 1, width, True).is_file()
-            compiled_step.compile_runner(q8, 1, width, True)
-            shapes.append({"slots": 1, "width": width, "openblas": True, "int8": True, "built": built,
-                           "seconds": round(time.perf_counter() - t, 1)})
+            built = not compiled_step.package_path(m, slots, width, use).is_file()
+            compiled_step.compile_runner(m, slots, width, use)
+            shapes.append({"slots": slots, "width": width, "openblas": use, "built": built,
+                           "seconds": round(time.perf_counter() - t, 1), **({"int8": True} if m is q8 else {})})
         out["compiled_step"] = {"openblas": use_op, "own_gemv": use_op and blas.gemv_kernel() == "own",
                                 "shapes": shapes}
     else:

@@ -4,7 +4,8 @@
 //
 // One row (a decode step of one sequence: the case that decides tokens/s) runs on this file's own GEMV
 // kernels, split over `threads` threads: the caller and threads-1 workers of a small pool that spin between
-// calls, then sleep. Several rows run on OpenBLAS's sgemm (its blocked kernels win there).
+// calls, then sleep. Several rows (a prompt, a batched step) up to g_own_rows run on own panel kernels on
+// the same pool (`rows_panels`), more on OpenBLAS's sgemm (its blocked kernels win there).
 // Why own kernels, measured 2026-11-30 on this machine's 2-core AMD EPYC, the 12x768 model's 49 products
 // of a token, one C call each (/tmp/s7/k, 3 runs): OpenBLAS sgemv with its own 2-thread pool 16.3-16.9 ms
 // (21.6-22.3 GB/s), these kernels 13.8-14.8 ms (24.6-26.3 GB/s); the demo model's 17, 0.17-0.22 vs
@@ -32,6 +33,7 @@
 #include <cstring>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -58,153 +60,11 @@ constexpr auto SPIN = std::chrono::microseconds(500);  // workers spin this long
 // pairs: mean 35.6-42.6 ms a step with the yield, 17.8-99.8 and a median of 75.6 spinning, 2026-11-30).
 constexpr int YIELD_AFTER = 2048;
 std::atomic<int> g_own{ANNO_OWN_GEMV};  // 1: own one-row kernels, 0: OpenBLAS sgemv (anno_blas_gemv_kernel)
+std::atomic<int64_t> g_own_rows{48};  // products of 2..this many rows on own kernels, more on OpenBLAS sgemm
 
-struct Gemv {  // y = x @ W (+ b) for one row; W [in, out], or [out, in] when out_in
-  const float *x, *w, *b;
-  float* y;
-  int64_t in, out;
-  bool out_in;
-  const int8_t* w8 = nullptr;  // int8 weights [out, in] instead of w (anno_linear_q8; then out_in is true)
-  const float* s = nullptr;    // their per-output scales
-  int64_t rows = 1;            // rows of x and y (anno_linear_q8 only)
-};
+#include "blas_kernels.h"  // Gemv, the kernels and gemv_part
 
 #if ANNO_OWN_GEMV
-// One cache line of each of four weight rows, `at` floats ahead (both kernels read 4 rows at a time).
-inline void prefetch4(const float* w0, const float* w1, const float* w2, const float* w3, int64_t at) {
-  _mm_prefetch(reinterpret_cast<const char*>(w0 + at), _MM_HINT_T0);
-  _mm_prefetch(reinterpret_cast<const char*>(w1 + at), _MM_HINT_T0);
-  _mm_prefetch(reinterpret_cast<const char*>(w2 + at), _MM_HINT_T0);
-  _mm_prefetch(reinterpret_cast<const char*>(w3 + at), _MM_HINT_T0);
-}
-
-// acc[0:out] += x[0:rows] @ W[0:rows, :] for W [rows, out] row-major: 4 rows at a time, 16 columns a step
-void axpy_rows(const float* __restrict x, const float* __restrict w, float* __restrict acc, int64_t rows,
-               int64_t out) {
-  const int64_t ahead = AHEAD_ROWS * out;
-  int64_t i = 0;
-  for (; i + 4 <= rows; i += 4) {
-    const float *w0 = w + i * out, *w1 = w0 + out, *w2 = w1 + out, *w3 = w2 + out;
-    const __m256 a0 = _mm256_set1_ps(x[i]), a1 = _mm256_set1_ps(x[i + 1]), a2 = _mm256_set1_ps(x[i + 2]),
-                 a3 = _mm256_set1_ps(x[i + 3]);
-    int64_t j = 0;
-    for (; j + 16 <= out; j += 16) {
-      prefetch4(w0, w1, w2, w3, ahead + j);
-      __m256 y0 = _mm256_loadu_ps(acc + j), y1 = _mm256_loadu_ps(acc + j + 8);
-      y0 = _mm256_fmadd_ps(a0, _mm256_loadu_ps(w0 + j), y0);
-      y1 = _mm256_fmadd_ps(a0, _mm256_loadu_ps(w0 + j + 8), y1);
-      y0 = _mm256_fmadd_ps(a1, _mm256_loadu_ps(w1 + j), y0);
-      y1 = _mm256_fmadd_ps(a1, _mm256_loadu_ps(w1 + j + 8), y1);
-      y0 = _mm256_fmadd_ps(a2, _mm256_loadu_ps(w2 + j), y0);
-      y1 = _mm256_fmadd_ps(a2, _mm256_loadu_ps(w2 + j + 8), y1);
-      y0 = _mm256_fmadd_ps(a3, _mm256_loadu_ps(w3 + j), y0);
-      y1 = _mm256_fmadd_ps(a3, _mm256_loadu_ps(w3 + j + 8), y1);
-      _mm256_storeu_ps(acc + j, y0);
-      _mm256_storeu_ps(acc + j + 8, y1);
-    }
-    for (; j < out; ++j) acc[j] += x[i] * w0[j] + x[i + 1] * w1[j] + x[i + 2] * w2[j] + x[i + 3] * w3[j];
-  }
-  for (; i < rows; ++i)
-    for (int64_t j = 0; j < out; ++j) acc[j] += x[i] * w[i * out + j];
-}
-
-float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-
-// y[o0:o1] = W[o0:o1, :] @ x (+ b) for W [out, in] row-major: 4 dot products at a time
-void dot_rows(const Gemv& g, int64_t o0, int64_t o1) {
-  const int64_t in = g.in, ahead = AHEAD_ROWS * in;
-  const float* x = g.x;
-  int64_t o = o0;
-  for (; o + 4 <= o1; o += 4) {
-    const float *w0 = g.w + o * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    int64_t i = 0;
-    for (; i + 16 <= in; i += 16) {
-      prefetch4(w0, w1, w2, w3, ahead + i);
-      const __m256 xa = _mm256_loadu_ps(x + i), xb = _mm256_loadu_ps(x + i + 8);
-      s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + i + 8), xb, _mm256_fmadd_ps(_mm256_loadu_ps(w0 + i), xa, s0));
-      s1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + i + 8), xb, _mm256_fmadd_ps(_mm256_loadu_ps(w1 + i), xa, s1));
-      s2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + i + 8), xb, _mm256_fmadd_ps(_mm256_loadu_ps(w2 + i), xa, s2));
-      s3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + i + 8), xb, _mm256_fmadd_ps(_mm256_loadu_ps(w3 + i), xa, s3));
-    }
-    float r[4] = {hsum(s0), hsum(s1), hsum(s2), hsum(s3)};
-    for (; i < in; ++i) {
-      r[0] += w0[i] * x[i], r[1] += w1[i] * x[i], r[2] += w2[i] * x[i], r[3] += w3[i] * x[i];
-    }
-    for (int k = 0; k < 4; ++k) g.y[o + k] = r[k] + (g.b ? g.b[o + k] : 0.f);
-  }
-  for (; o < o1; ++o) {
-    float r = 0.f;
-    for (int64_t i = 0; i < in; ++i) r += g.w[o * in + i] * x[i];
-    g.y[o] = r + (g.b ? g.b[o] : 0.f);
-  }
-}
-
-// 8 int8 weights at p as floats (one sign-extending load, one conversion)
-inline __m256 cvt8(const int8_t* p) {
-  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-}
-
-// y[r, o0:o1] = s[o] * (W8[o, :] . x[r, :]) (+ b[o]) for every row r of x, W8 int8 [out, in]: 4 outputs at a
-// time, each row of x against those 4 weight rows while they are in L1 (the weights are read from memory
-// once; the int8 -> float conversion is repeated per row, so many rows go to `linear_q8`'s sgemm instead).
-void dot_rows_q8(const Gemv& g, int64_t o0, int64_t o1) {
-  const int64_t in = g.in, ahead = AHEAD_ROWS * in;
-  int64_t o = o0;
-  for (; o + 4 <= o1; o += 4) {
-    const int8_t *w0 = g.w8 + o * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
-    for (int64_t r = 0; r < g.rows; ++r) {
-      const float* x = g.x + r * in;
-      __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-      int64_t i = 0;
-      for (; i + 16 <= in; i += 16) {
-        if (r == 0) {
-          _mm_prefetch(reinterpret_cast<const char*>(w0 + ahead + i), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(w1 + ahead + i), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(w2 + ahead + i), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(w3 + ahead + i), _MM_HINT_T0);
-        }
-        const __m256 xa = _mm256_loadu_ps(x + i), xb = _mm256_loadu_ps(x + i + 8);
-        s0 = _mm256_fmadd_ps(cvt8(w0 + i + 8), xb, _mm256_fmadd_ps(cvt8(w0 + i), xa, s0));
-        s1 = _mm256_fmadd_ps(cvt8(w1 + i + 8), xb, _mm256_fmadd_ps(cvt8(w1 + i), xa, s1));
-        s2 = _mm256_fmadd_ps(cvt8(w2 + i + 8), xb, _mm256_fmadd_ps(cvt8(w2 + i), xa, s2));
-        s3 = _mm256_fmadd_ps(cvt8(w3 + i + 8), xb, _mm256_fmadd_ps(cvt8(w3 + i), xa, s3));
-      }
-      float t[4] = {hsum(s0), hsum(s1), hsum(s2), hsum(s3)};
-      for (; i < in; ++i) {
-        t[0] += w0[i] * x[i], t[1] += w1[i] * x[i], t[2] += w2[i] * x[i], t[3] += w3[i] * x[i];
-      }
-      for (int k = 0; k < 4; ++k) g.y[r * g.out + o + k] = g.s[o + k] * t[k] + (g.b ? g.b[o + k] : 0.f);
-    }
-  }
-  for (; o < o1; ++o)
-    for (int64_t r = 0; r < g.rows; ++r) {
-      float t = 0.f;
-      for (int64_t i = 0; i < in; ++i) t += g.w8[o * in + i] * g.x[r * in + i];
-      g.y[r * g.out + o] = g.s[o] * t + (g.b ? g.b[o] : 0.f);
-    }
-}
-
-// Part k of n: [in, out] weights by rows (part 0 into y, with the bias; part k > 0 into its scratch, summed
-// by the caller), [out, in] weights by output rows.
-void gemv_part(const Gemv& g, int k, int n, float* scratch) {
-  if (g.out_in) {
-    int64_t o0 = g.out * k / n & ~int64_t(15), o1 = k + 1 == n ? g.out : g.out * (k + 1) / n & ~int64_t(15);
-    if (g.w8) dot_rows_q8(g, o0, o1);
-    else dot_rows(g, o0, o1);
-    return;
-  }
-  int64_t r0 = g.in * k / n & ~int64_t(3), r1 = k + 1 == n ? g.in : g.in * (k + 1) / n & ~int64_t(3);
-  float* acc = k == 0 ? g.y : scratch;
-  if (k == 0 && g.b) std::memcpy(acc, g.b, g.out * sizeof(float));
-  else std::memset(acc, 0, g.out * sizeof(float));
-  axpy_rows(g.x + r0, g.w + r0 * g.out, acc, r1 - r0, g.out);
-}
-
 // Workers 1..n-1 of the current call; the caller is part 0. Never destroyed (workers may sleep on its
 // condition variable while the process exits); replaced in a forked child, which has no workers.
 struct Pool {
@@ -240,7 +100,8 @@ void work(Pool* p, int k, uint64_t seen) {  // seen: the epoch at its creation (
 }
 
 void gemv(const Gemv& g, int64_t threads) {
-  const int64_t split = g.out_in ? g.out / 16 : g.in / 4;  // parts must keep their alignment
+  const bool by_out = g.out_in || g.rows > 1;
+  const int64_t split = by_out ? g.out / 16 : g.in / 4;  // parts must keep their alignment
   const int n = static_cast<int>(std::max<int64_t>(1, std::min({threads, split, int64_t(64)})));
   Pool* p = g_pool;
   std::unique_lock<std::mutex> mine(p->busy, std::try_to_lock);
@@ -262,7 +123,7 @@ void gemv(const Gemv& g, int64_t threads) {
     if (spins < YIELD_AFTER) _mm_pause();
     else std::this_thread::yield();  // a worker that is not running: give it this core
   }
-  if (!g.out_in)
+  if (!by_out)
     for (int k = 1; k < n; ++k) {
       const float* s = p->scratch[k].data();
       for (int64_t j = 0; j < g.out; ++j) g.y[j] += s[j];
@@ -303,6 +164,15 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const std::optional<
   const bool own = threads > 1 || out_in || in * out < (int64_t(1) << 18);
   if (rows == 1 && own && g_own.load(std::memory_order_relaxed)) {
     gemv(Gemv{X, W, B, Y, in, out, out_in}, threads);
+    return y;
+  }
+  // Several rows (a prompt, a batched step) on the own panel kernels too, with the same rule for one thread
+  // (OpenBLAS's sgemm was as fast or faster there on large [in, out] weights: 12x768, 20 rows, 61-67 vs 71-106
+  // ms) and up to g_own_rows rows (from 64, sgemm's blocking wins: 86-102 vs 128-162 ms at two threads).
+  if (rows > 1 && own && rows <= g_own_rows.load(std::memory_order_relaxed)) {
+    Gemv g{X, W, B, Y, in, out, out_in};
+    g.rows = rows;
+    gemv(g, threads);
     return y;
   }
 #endif
@@ -400,6 +270,13 @@ __attribute__((visibility("default"))) int anno_blas_gemv_kernel(int mode) {
   if (mode == 1 && !ANNO_OWN_GEMV) return -1;
   if (mode == 0 || mode == 1) g_own.store(mode);
   return g_own.load();
+}
+
+// Products of 2..rows rows on this file's kernels, more on OpenBLAS's sgemm (rows >= 1; -1: only ask). Returns
+// the setting now in force. For benchmarks/blas.py.
+__attribute__((visibility("default"))) int64_t anno_blas_own_rows(int64_t rows) {
+  if (rows >= 1 && ANNO_OWN_GEMV) g_own_rows.store(rows);
+  return ANNO_OWN_GEMV ? g_own_rows.load() : 1;
 }
 }
 

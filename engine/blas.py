@@ -1,5 +1,6 @@
 """The matrix products of the compiled decode step: the `anno::anno_linear` torch op (engine/blas.cpp: one row
-on its own prefetching GEMV kernels and worker threads, several rows on OpenBLAS's sgemm) and its weight-only
+on its own prefetching GEMV kernels and worker threads, a few rows on its own panel kernels, many on
+OpenBLAS's sgemm) and its weight-only
 int8 twin `anno::anno_linear_q8` (engine/int8.py's layers) -- finding the
 OpenBLAS library numpy ships, building the op's library for this CPU with the C++ compiler AOTInductor uses
 (once per torch version, source, OpenBLAS and CPU; ~15 s), keeping it beside the compiled packages, loading
@@ -28,6 +29,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("blas.cpp")
+KERNELS = Path(__file__).with_name("blas_kernels.h")  # included by SOURCE
 SHIM_SOURCE = Path(__file__).with_name("blas_shim.c")  # the symbol compiled steps call; see that file
 # (sgemv, sgemm, integer type) of the OpenBLAS builds numpy ships: scipy-openblas64 (numpy >= 2 wheels, ILP64,
 # prefixed symbols), scipy-openblas32, and a plain libopenblas.
@@ -68,11 +70,11 @@ def find_openblas() -> tuple[Path, tuple[str, str, str]] | str:
 
 @functools.lru_cache(maxsize=1)
 def source_digest() -> str:
-    """engine/blas.cpp's and engine/blas_shim.c's digest: libraries and compiled packages built from other
-    source are not reused."""
-    if not (SOURCE.is_file() and SHIM_SOURCE.is_file()):
+    """engine/blas.cpp's, engine/blas_kernels.h's and engine/blas_shim.c's digest: libraries and compiled
+    packages built from other source are not reused."""
+    if not (SOURCE.is_file() and KERNELS.is_file() and SHIM_SOURCE.is_file()):
         return "missing"
-    return hashlib.sha256(SOURCE.read_bytes() + SHIM_SOURCE.read_bytes()).hexdigest()
+    return hashlib.sha256(SOURCE.read_bytes() + KERNELS.read_bytes() + SHIM_SOURCE.read_bytes()).hexdigest()
 
 
 def loaded() -> bool:
@@ -179,7 +181,7 @@ def unavailable(folder: Path, cxx: str | None = None) -> str | None:
 def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, out_in: bool = False,
            threads: int = 1) -> torch.Tensor:
     """x [rows, in] @ w (+ b): w [in, out], or [out, in] with out_in (nn.Linear's layout), on `threads`
-    threads (the op's own workers for one row, OpenBLAS's pool for more; call it where no torch OpenMP region
+    threads (the op's own workers up to `own_rows()` rows, OpenBLAS's pool for more; call it where no torch OpenMP region
     runs alongside: see engine/blas.cpp). Needs `unavailable(...)` to be None."""
     return torch.ops.anno.anno_linear(x, w, b, out_in, threads)
 
@@ -202,3 +204,15 @@ def gemv_kernel(own: bool | None = None) -> str:
     if mode < 0:
         raise RuntimeError("this build of anno::anno_linear has no own kernels (the CPU lacks AVX2 or FMA)")
     return "own" if mode == 1 else "openblas"
+
+
+def own_rows(rows: int | None = None) -> int:
+    """Up to how many rows a product runs on engine/blas.cpp's own kernels (more go to OpenBLAS's sgemm; 1:
+    only one-row products do); rows sets it (for benchmarks and tests). Needs the op loaded."""
+    if _library[0] is None:
+        raise RuntimeError("anno::anno_linear is not loaded (see unavailable())")
+    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+        raise ValueError(f"rows={rows!r}: must be an integer >= 1")
+    fn = _library[0].anno_blas_own_rows
+    fn.restype, fn.argtypes = ctypes.c_int64, [ctypes.c_int64]
+    return int(fn(-1 if rows is None else rows))

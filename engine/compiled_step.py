@@ -1,28 +1,18 @@
 """The compiled CPU decode step for GPT-2: engine/fastpath.py's one-token step (rows with their own lengths
 in a preallocated KV cache) ahead-of-time compiled by torch.export + AOTInductor into one C++ function per
-cache shape, so a step is one call instead of ~100 torch ops.
+cache shape, so a step is one call instead of ~100 torch ops; the same function prefills short prompts.
 
 Why: the demo model's lean step (4x128, vocab 8000) is dispatch-bound, a few to tens of microseconds of
 overhead per op for little arithmetic. Compiled, each layer is 4 matrix products plus 3 fused C++ kernels (the
 cache write, masked softmax attention and both matmuls of a head are one kernel), called from C++. The matrix
 products are engine/blas.py's op where its library builds (`openblas()`; packages are keyed on it; its
-own one-row kernels, OpenBLAS for several rows; called through its C shim; on one thread for small models,
-`op_threads`), else MKL's at::addmm: 40.1 ->
-57.8 tok/s on 12x768 at two threads, 37.2 -> 43.0 at one, the demo model 1,020 -> 1,537 at two
-(benchmarks/generate.py's `aten_mm` variant, one process per variant, 2026-11-30; same greedy ids). The
-table below was measured with every variant in one process, which slowed CTranslate2 most (its own OpenMP
-runtime): alone it decodes the demo model in 0.24-0.52 ms a token and 12x768 at 50.3-64.7 tok/s at two
-threads. Measured
-2026-11-30, 2-core AMD EPYC shared with other jobs (load 2-7), greedy, prefill included, variants alternated
-in one process (exploration /tmp/c16/bench.py, 128 tokens after 20, medians of 7 rounds; then
-benchmarks/generate.py, 64 tokens, medians of 5):
-  demo model, ms/token     lean   this module   torch.compile(cpp_wrapper)   CTranslate2 fp32
-  1 thread (run 1)         1.37   0.44 (3.15x)  0.82 (1.67x)                 0.30
-  1 thread (run 2)         2.20   0.69 (3.20x)  1.37 (1.61x)                 0.35
-  2 threads                2.62   0.92 (2.84x)  1.46 (1.79x)                 1.25
-  generate.py, tok/s       1 thread: 582 lean, 1,357 here, CT2 2,953; 2 threads: 373, 1,282, CT2 1,054
-  12x768 (92M), tok/s      1 thread: 18.6 lean, 23.5 here, CT2 21.0; 2 threads: 17.2, 31.4, CT2 21.0
-                           (load 6-7: /tmp/c16/slm.py; 64/64 tokens equal generate's)
+own kernels, OpenBLAS for many rows; called through its C shim; on one thread for small models,
+`op_threads`), else MKL's at::addmm: 40.1 -> 57.8 tok/s on 12x768 at two threads, 37.2 -> 43.0 at one, the
+demo model 1,020 -> 1,537 at two (benchmarks/generate.py's `aten_mm` variant, one process per variant,
+2026-11-30; same greedy ids). Against the lean step, in one process with every variant (which slowed
+CTranslate2, so its figures there are not used): demo model 0.44 vs 1.37 ms a token at one thread (torch.compile
+with cpp_wrapper 0.82), 12x768 31.4 vs 17.2 tok/s at two (/tmp/c16/bench.py, slm.py; README has the
+benchmark's history).
 Why AOTInductor rather than torch.compile: no dynamo guard check, AOT wrapper or pytree per call (0.45 vs
 0.60 ms for the bare call), no recompile limit (8 per code object) or process-wide stance, and one explicit
 runner per shape. Greedy ids equal `model.generate`'s on three fixed prompts x 128 tokens, batch 4 ids equal
@@ -41,8 +31,12 @@ the wrapper is rebuilt); the package is then kept in `package_dir()` and later p
 shape's package exists, and `precompile` (`cli.py compile-step`, which app.py starts as a background
 process) builds the packages. Models above MAX_WEIGHTS are not compiled (unmeasured; compile time grows
 with the model). The weights are not copied: the package holds no constants and is given the model's own
-parameters (user-managed), so in-place weight updates are seen. The prompt prefill is LeanGPT2's (eager),
-writing the same cache.
+parameters (user-managed), so in-place weight updates are seen. The same package prefills a prompt of up
+to PREFILL_ROWS tokens in one call (each prompt token is a row of its slot: `_Step`); longer prompts, and
+any before a package exists, take LeanGPT2's eager prefill, which writes the same cache. Demo model, 23
+tokens: 1.4-1.6 ms against 2.8 eager; time to the first token of `stream` 3.8-4.4 ms against 6.9 (with
+`engine_for`'s cheaper recheck, below); 12x768, 20 tokens: 70-75 ms against 95-100 (2026-11-30,
+/tmp/s9_pf.py, s9_ttft.py, s9_slm.py).
 
 Int8 models (engine/int8.py's weight-only layers, "int8-cpu") compile the same way, their products on the op's
 int8 twin anno::anno_linear_q8, and only where the op builds (at::addmm has no int8 weights): 12x768 at two
@@ -77,6 +71,11 @@ MAX_WEIGHTS = 128_000_000
 # with the rows and lengths it has: 12x768 at ctx 1024 would hold 604 MB for 8 rows; the demo model 8 MB.
 BATCH_CACHE_BYTES = 64 << 20
 _RECHECK_S = 1.0  # how often an engine looks for a package that another process may have built
+# Prompts of up to this many tokens are prefilled by the compiled package, longer ones by LeanGPT2's eager
+# forward: the package's attention is a per-row loop over the whole cache width on one thread, where eager
+# SDPA is a causal flash kernel on torch's threads. 12x768 at two threads (2026-11-30, /tmp/s9_slm.py and
+# s9_long.py): 20 tokens 70-75 ms compiled vs 95-100 eager, 48 tokens 87 vs 129, 160 tokens 366 vs 343.
+PREFILL_ROWS = 64
 # Models whose weights a token reads are at most this many bytes run the op's products on one thread (the
 # caller): they sit in cache, splitting them gains little, and a worker that shares the 2 cores with
 # whatever else spins (torch's OpenMP threads after the eager prefill spin ~6 ms) slows every step. Demo model
@@ -131,6 +130,12 @@ def _int8_layers(model) -> list:
     return [m for m in model.modules() if type(m) is Int8Linear]
 
 
+def max_rows(slots: int, width: int) -> int:
+    """The most rows one call of a (slots, width) package takes: a whole cache width of prompt, or a step of
+    every slot."""
+    return max(slots, width)
+
+
 def width_for(n: int, context: int) -> int:
     """The cache width compiled for n positions: the next power of two >= max(n, MIN_WIDTH), capped at the
     context (so a model sees few distinct shapes)."""
@@ -141,9 +146,12 @@ def width_for(n: int, context: int) -> int:
 
 
 class _Step(torch.nn.Module):
-    """One decode step of `rows` rows (1..slots, dynamic): tokens [rows] and pos [rows] long (pos: each row's
-    length before the step), then the k caches and the v caches of every layer [slots, heads, width,
-    head_dim], rows 0..rows-1 written in place at pos. Returns logits [rows, vocab]. The same layer order and ops as LeanGPT2."""
+    """One forward pass over `rows` (dynamic) new positions, each a token at a position of a cache slot: tokens,
+    pos and slot [rows] long, last [outs] long (which rows' logits to return), then the k caches and the v caches
+    of every layer [slots, heads, width, head_dim], written in place at (slot, pos). A row attends to its slot's
+    keys up to its own position, so the same function is a decode step of several sequences (slot = 0..rows-1,
+    last = all rows) and the prompt of one (slot all s, pos 0..n-1, last = n-1: causal attention over keys
+    written in the same call). Returns logits [outs, vocab]. The same layer order and ops as LeanGPT2."""
 
     def __init__(self, model, blas_threads: int):
         super().__init__()
@@ -151,13 +159,13 @@ class _Step(torch.nn.Module):
         cfg = model.config
         self.n_layer, self.n_head, self.d, self.eps = cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.layer_norm_epsilon
 
-    def forward(self, tokens, pos, *caches):
+    def forward(self, tokens, pos, slot, last, *caches):
         t, L, H, d = self.model.transformer, self.n_layer, self.n_head, self.d
         B, hd = tokens.shape[0], d // H
         W = caches[0].shape[2]
         h = F.embedding(tokens, t.wte.weight) + F.embedding(pos, t.wpe.weight)  # [B, d]
         masked = (torch.arange(W)[None, :] > pos[:, None])[:, None, None, :]  # [B, 1, 1, W]: past each row's end
-        rows, heads = torch.arange(B)[:, None].expand(B, H), torch.arange(H)[None, :].expand(B, H)
+        rows, heads = slot[:, None].expand(B, H), torch.arange(H)[None, :].expand(B, H)
         at = pos[:, None].expand(B, H)
         for layer, blk in enumerate(t.h):
             kc, vc = caches[layer], caches[L + layer]
@@ -167,13 +175,13 @@ class _Step(torch.nn.Module):
             vc.index_put_((rows, heads, at), v.view(B, H, hd))
             # explicit softmax attention: inductor fuses it with the cache write into one kernel (SDPA stays
             # a separate flash-attention call, 15% slower per step here)
-            s = (q.view(B, H, 1, hd) @ kc[:B].transpose(-1, -2)) * blk.attn.scaling
-            o = torch.softmax(s.masked_fill(masked, float("-inf")), dim=-1) @ vc[:B]
+            s = (q.view(B, H, 1, hd) @ kc[slot].transpose(-1, -2)) * blk.attn.scaling
+            o = torch.softmax(s.masked_fill(masked, float("-inf")), dim=-1) @ vc[slot]
             h = self.layer(o.reshape(B, d), blk.attn.c_proj) + h
             m = F.layer_norm(h, (d,), blk.ln_2.weight, blk.ln_2.bias, self.eps)
             f = blk.mlp.act(self.layer(m, blk.mlp.c_fc))
             h = h + self.layer(f, blk.mlp.c_proj)
-        h = F.layer_norm(h, (d,), t.ln_f.weight, t.ln_f.bias, self.eps)
+        h = F.layer_norm(h[last], (d,), t.ln_f.weight, t.ln_f.bias, self.eps)
         return self.layer(h, self.model.lm_head)
 
     def layer(self, x, m):
@@ -197,8 +205,9 @@ def package_dir() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _code_digest() -> str:
-    """The step's source: a package built from older code is not reused."""
-    return hashlib.sha256((inspect.getsource(_Step) + blas.source_digest()).encode()).hexdigest()
+    """The step's source and how it is exported: a package built from older code is not reused."""
+    code = inspect.getsource(_Step) + inspect.getsource(compile_runner) + blas.source_digest()
+    return hashlib.sha256(code.encode()).hexdigest()
 
 
 def openblas(build: bool = False) -> bool:
@@ -237,7 +246,7 @@ def compile_runner(model, slots: int, width: int, use_openblas: bool | None = No
     torch's current thread count, bound to the model's own parameters (no copy), loaded from `package_dir()`
     when compiled before. Its matrix products are engine/blas.py's op when use_openblas (None: when
     that op's library exists or builds now), else at::addmm. Call as runner.loader.boxed_run([tokens, pos,
-    *k, *v]) -> [logits]."""
+    slot, last, *k, *v]) -> [logits] (see `_Step`)."""
     use = openblas(build=True) if use_openblas is None else use_openblas
     if use and not openblas():
         raise RuntimeError(f"engine/blas.py's op is unusable: {blas.unavailable(package_dir())}")
@@ -249,10 +258,11 @@ def compile_runner(model, slots: int, width: int, use_openblas: bool | None = No
     folder = pkg.parent
     if not pkg.is_file():
         cache = [torch.zeros(slots, cfg.n_head, width, cfg.n_embd // cfg.n_head) for _ in range(2 * cfg.n_layer)]
-        rows = min(2, slots)  # an example of 1 would specialise the dimension to 1
-        example = (torch.zeros(rows, dtype=torch.long), torch.zeros(rows, dtype=torch.long), *cache)
-        dim = torch.export.Dim("rows", min=1, max=slots) if slots > 1 else None
-        shapes = ({0: dim} if dim else None, {0: dim} if dim else None, tuple(None for _ in cache))
+        # examples of 3 rows and 2 outputs: a size of 1 would specialise a dimension to 1, equal ones unify them
+        example = (*(torch.zeros(3, dtype=torch.long) for _ in range(3)), torch.zeros(2, dtype=torch.long), *cache)
+        rows = torch.export.Dim("rows", min=1, max=max_rows(slots, width))
+        outs = torch.export.Dim("outs", min=1, max=max_rows(slots, width))
+        shapes = ({0: rows}, {0: rows}, {0: rows}, {0: outs}, tuple(None for _ in cache))
         with torch.no_grad():
             ep = torch.export.export(step, example, dynamic_shapes=shapes, strict=False)
         folder.mkdir(parents=True, exist_ok=True)
@@ -298,9 +308,25 @@ class CompiledGPT2:
         return self.lean.new_cache(slots, width_for(width, self.context))
 
     def prefill(self, ids: list[int], cache: KVCache, slot: int) -> torch.Tensor:
-        if len(ids) > cache.width:
-            cache.reserve(max(cache.slots, slot + 1), width_for(len(ids), self.context))
-        return self.lean.prefill(ids, cache, slot)
+        """Run the prompt `ids` into slot `slot` (a new row when slot == len(cache.lengths)) in one call of
+        the compiled package (see `_Step`), or LeanGPT2's eager prefill while there is none; returns the
+        next-token logits [1, vocab]. Why compiled: the eager prefill runs ~100 torch ops on MKL with torch's
+        OpenMP pool, whose threads then spin against the op's workers in the steps that follow. Prompts over
+        PREFILL_ROWS tokens take the eager path."""
+        n, new_row = len(ids), slot == len(cache.lengths)
+        if n > cache.width or slot >= cache.slots:
+            cache.reserve(max(cache.slots, slot + 1), width_for(n, self.context) if n > cache.width else cache.width)
+        runner = self._ready((cache.slots, cache.width, torch.get_num_threads())) if n <= PREFILL_ROWS else None
+        if runner is None:
+            return self.lean.prefill(ids, cache, slot)
+        run = [torch.tensor(ids, dtype=torch.long), torch.arange(n), torch.full((n,), slot, dtype=torch.long),
+               torch.tensor([n - 1])]
+        logits = runner.loader.boxed_run([*run, *cache.k, *cache.v])[0]
+        if new_row:
+            cache.lengths.append(n)
+        else:
+            cache.lengths[slot] = n
+        return logits
 
     def runner(self, slots: int, width: int, use_openblas: bool | None = None):
         """The compiled runner for caches of this shape (compiling it now when no package exists)."""
@@ -333,8 +359,8 @@ class CompiledGPT2:
         runner = self._ready((cache.slots, cache.width, torch.get_num_threads()))
         if runner is None:
             return self.lean.step(tokens, cache)
-        pos = torch.tensor(cache.lengths)
-        logits = runner.loader.boxed_run([tokens.reshape(rows), pos, *cache.k, *cache.v])[0]
+        pos, every = torch.tensor(cache.lengths), torch.arange(rows)
+        logits = runner.loader.boxed_run([tokens.reshape(rows), pos, every, every, *cache.k, *cache.v])[0]
         cache.lengths = [n + 1 for n in cache.lengths]
         return logits
 
@@ -352,13 +378,17 @@ class _Engines(dict):
 
 def engine_for(model, fixed: tuple[int, int] | None = None, pack: bool = False):
     """The compiled engine (wait=False) for a model `unsupported` accepts, one per (model, fixed, pack) so
-    loaded runners are reused across requests; None otherwise (the caller keeps LeanGPT2)."""
-    if unsupported(model) is not None:
-        return None
+    loaded runners are reused across requests; None otherwise (the caller keeps LeanGPT2). A model that
+    has an engine is only rechecked for what can change in place (dtype, device): the full check walks every
+    parameter and looks for the compiler, 2 ms a request on the demo model (cProfile, 2026-11-30), a third
+    of its time to the first token."""
     mine = model.__dict__.setdefault("_anno_compiled_engines", _Engines())
     key = (fixed, pack)
-    if key not in mine:
-        mine[key] = CompiledGPT2(model, wait=False, pack=pack, fixed=fixed)
+    if key in mine:
+        return mine[key] if lean_unsupported(model) is None else None
+    if unsupported(model) is not None:
+        return None
+    mine[key] = CompiledGPT2(model, wait=False, pack=pack, fixed=fixed)
     return mine[key]
 
 

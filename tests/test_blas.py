@@ -24,17 +24,22 @@ def op(blas_ops):
 
 @pytest.fixture(params=["own", "openblas"])
 def kernel(op, request):
-    """Each one-row kernel in turn (own: engine/blas.cpp's, where the CPU has AVX2 and FMA)."""
+    """Each set of kernels in turn: own (engine/blas.cpp's, where the CPU has AVX2 and FMA: one row, and
+    several up to blas.own_rows()) or OpenBLAS's (sgemv for one row, sgemm for several)."""
+    own = request.param == "own"
+    default = blas.own_rows()
     try:
-        assert blas.gemv_kernel(request.param == "own") == request.param
+        assert blas.gemv_kernel(own) == request.param
     except RuntimeError as e:
         pytest.skip(str(e))
+    blas.own_rows(default if own else 1)
     yield request.param
-    blas.gemv_kernel(True) if request.param == "openblas" else None
+    blas.gemv_kernel(True) if not own else None
+    blas.own_rows(default)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("rows", [1, 3, 7, 13])  # several rows: blocks of 6 and remainders of 1 and 3
 @pytest.mark.parametrize("out_in", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("n_in, n_out", [(96, 77), (203, 45), (768, 2304)])
@@ -50,6 +55,23 @@ def test_linear_equals_torch(op, kernel, threads, rows, out_in, bias, n_in, n_ou
     torch.testing.assert_close(got, want, rtol=1e-5, atol=3e-4)
     for before, now in zip(kept, (t for t in (x, w, b) if t is not None)):
         assert torch.equal(before, now)  # the bias is copied into the output, never written
+
+
+def test_own_rows_setting(op):
+    """Products of 2..own_rows() rows run on the own kernels (48 by default), more on sgemm; both agree, and
+    the setting takes only integers >= 1."""
+    default = blas.own_rows()
+    assert default == 48
+    x, w = torch.randn(60, 64), torch.randn(64, 48)
+    try:
+        for rows in (1, 60, default):
+            assert blas.own_rows(rows) == rows
+            torch.testing.assert_close(op(x, w, None, False, 2), x @ w, rtol=1e-5, atol=1e-4)
+    finally:
+        blas.own_rows(default)
+    for bad in (0, -3, True, 2.0):
+        with pytest.raises(ValueError, match="rows="):
+            blas.own_rows(bad)
 
 
 def test_calls_from_several_threads_at_once(op):

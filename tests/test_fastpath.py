@@ -250,6 +250,51 @@ def test_compiled_step_greedy_ids_equal_model_generate_and_uses_the_models_weigh
     assert not torch.allclose(before[0], after[0], atol=1e-3)
 
 
+def test_compiled_prefill_equals_the_eager_one_and_fills_the_same_cache(small, monkeypatch):
+    """CompiledGPT2.prefill runs a prompt through the compiled package in one call (causal attention over
+    keys it writes in the same call): the same next-token logits and cache as LeanGPT2's eager prefill, also
+    into the second slot of a cache whose first row is left untouched; prompts over PREFILL_ROWS tokens go
+    to the eager prefill."""
+    from engine import compiled_step as C
+
+    comp, lean = C.CompiledGPT2(small), LeanGPT2(small)
+    comp.runner(2, 64)  # compiled before the eager path is disabled below
+    eager = comp.lean.prefill
+    comp.lean.prefill = lambda *a: pytest.fail("a short prompt took the eager prefill")
+    with torch.inference_mode():
+        caches = [e.new_cache(2, 64) for e in (comp, lean)]
+        for slot, prompt in enumerate(PROMPTS[:2]):
+            got, want = comp.prefill(prompt, caches[0], slot), lean.prefill(prompt, caches[1], slot)
+            assert got.shape == want.shape == (1, small.config.vocab_size)
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+            if slot == 0:
+                first = [t[0].clone() for t in (*caches[0].k, *caches[0].v)]
+        assert caches[0].lengths == caches[1].lengths == [len(p) for p in PROMPTS[:2]]
+        for a, b in zip((*caches[0].k, *caches[0].v), (*caches[1].k, *caches[1].v)):
+            for slot, n in enumerate(caches[0].lengths):
+                torch.testing.assert_close(a[slot, :, :n], b[slot, :, :n], rtol=1e-4, atol=1e-4)
+        assert all(torch.equal(t[0], f) for t, f in zip((*caches[0].k, *caches[0].v), first))  # row 0 kept
+        step = [e.step(torch.tensor([[5], [6]]), c) for e, c in zip((comp, lean), caches)]
+        torch.testing.assert_close(step[0], step[1], rtol=1e-4, atol=1e-4)
+        monkeypatch.setattr(C, "PREFILL_ROWS", 2)
+        calls = []
+        comp.lean.prefill = lambda *a: calls.append(len(a[0])) or eager(*a)
+        long = comp.prefill(PROMPTS[2], comp.new_cache(1, 64), 0)
+        assert calls == [len(PROMPTS[2])] and len(PROMPTS[2]) > 2
+        torch.testing.assert_close(long, lean.prefill(PROMPTS[2], lean.new_cache(1, 64), 0), rtol=1e-4, atol=1e-4)
+
+
+def test_engine_for_rechecks_a_model_changed_in_place(small):
+    """A model's engine is kept on it, but a dtype changed in place afterwards gives no engine (the lean
+    check runs on every call; the full one only when the engine is made)."""
+    from engine import compiled_step as C
+
+    m = copy.deepcopy(small)
+    assert C.engine_for(m) is C.engine_for(m) is not None
+    m.to(torch.bfloat16)
+    assert C.engine_for(m) is None
+
+
 def test_served_engines_run_eager_until_precompile_then_compiled_with_the_same_ids(small, tok):
     """generate_ids and the batcher take the compiled step only once `precompile` (cli.py compile-step) has
     built its package: before, the same engine runs the eager step; after, one package serves every row
