@@ -6,7 +6,7 @@ Why: the demo model's lean step (4x128, vocab 8000) is dispatch-bound, a few to 
 overhead per op for little arithmetic. Compiled, each layer is 4 matrix products plus 3 fused C++ kernels (the
 cache write, masked softmax attention and both matmuls of a head are one kernel), called from C++. The matrix
 products are engine/blas.py's op where its library builds (`openblas()`; packages are keyed on it; its
-own kernels, OpenBLAS for many rows; called through its C shim; on one thread for small models,
+own kernels, OpenBLAS for many rows; called through its C shim; on one thread for small models' one-slot packages,
 `op_threads`), else MKL's at::addmm: 40.1 -> 57.8 tok/s on 12x768 at two threads, 37.2 -> 43.0 at one, the
 demo model 1,020 -> 1,537 at two (benchmarks/generate.py's `aten_mm` variant, one process per variant,
 2026-11-30; same greedy ids). Against the lean step, in one process with every variant (which slowed
@@ -81,7 +81,7 @@ PREFILL_ROWS = 64
 # whatever else spins (torch's OpenMP threads after the eager prefill spin ~6 ms) slows every step. Demo model
 # (7.4 MB), 2 threads, stream, 4 alternated pairs of processes (2026-11-30, /tmp/s8/demo_t1.py): 1,465-2,051
 # tok/s (median 1,687) on one thread against 1,330-1,703 (median 1,600) with a worker. 12x768 (368 MB) needs
-# both threads (43.0 vs 57.8 tok/s).
+# both threads (43.0 vs 57.8 tok/s). One-slot packages only: see op_threads.
 SMALL_WEIGHT_BYTES = 32 << 20
 
 
@@ -216,9 +216,17 @@ def openblas(build: bool = False) -> bool:
     return blas.unavailable(package_dir(), cxx_compiler() if build else None) is None
 
 
-def op_threads(model) -> int:
-    """Threads the compiled step's products use (engine/blas.py's op): torch's, or one for models of at most
-    SMALL_WEIGHT_BYTES of weights (see there)."""
+def op_threads(model, slots: int = 1) -> int:
+    """Threads the products of a (slots, ...) package use (engine/blas.py's op): torch's, or one for a
+    one-slot package (`stream`'s) of a model of at most SMALL_WEIGHT_BYTES of weights (see there). The
+    batcher's packages (several slots) of such models keep torch's: their steps of several rows are
+    compute-bound, and with the prompts compiled no torch OpenMP pool spins against the op's worker. Demo
+    model, the batcher's 8x256 package, one step: 4 rows 0.58 ms on two threads against 0.79-0.99 on one, 1
+    row 0.30-0.32 against 0.29-0.43 (/tmp/s9/batchstep.py); benchmarks/generate.py's `concurrent`, 64 tokens a
+    stream, medians of 5: 1 stream 2,351-2,376 tok/s against 1,824-1,828, 4 streams 3,660-3,817 against
+    2,555-2,617 (/tmp/s9/conc.py, 2026-11-30)."""
+    if slots > 1:
+        return torch.get_num_threads()
     small = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) <= SMALL_WEIGHT_BYTES
     return 1 if small else torch.get_num_threads()
 
@@ -230,7 +238,7 @@ def _package_key(model, slots: int, width: int, use_openblas: bool) -> str:
                                               "scale_attn_by_inverse_layer_idx")}
     int8 = [n for n, m in model.named_modules() if type(m) is Int8Linear]  # which layers are int8
     parts = [torch.__version__, json.dumps(arch, sort_keys=True), _code_digest(), cxx_compiler(),
-             slots, width, torch.get_num_threads(), use_openblas, int8, op_threads(model)]
+             slots, width, torch.get_num_threads(), use_openblas, int8, op_threads(model, slots)]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
@@ -252,7 +260,7 @@ def compile_runner(model, slots: int, width: int, use_openblas: bool | None = No
         raise RuntimeError(f"engine/blas.py's op is unusable: {blas.unavailable(package_dir())}")
     if not use and _int8_layers(model):
         raise RuntimeError(f"int8 layers compile only with engine/blas.py's op: {blas.unavailable(package_dir())}")
-    step = _Step(model, op_threads(model) if use else 0)
+    step = _Step(model, op_threads(model, slots) if use else 0)
     cfg = model.config
     pkg = package_path(model, slots, width, use)
     folder = pkg.parent

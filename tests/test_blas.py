@@ -190,12 +190,13 @@ def test_compiled_step_calls_the_op_once_per_product(op):
 
 
 def test_small_models_run_the_op_on_one_thread(monkeypatch):
-    """Models whose weights fit in cache run the compiled step's products on the calling thread only; larger
-    ones on torch's threads (engine/compiled_step.py's SMALL_WEIGHT_BYTES)."""
+    """Models whose weights fit in cache run a one-slot package's products (`stream`'s) on the calling thread
+    only; larger ones, and the batcher's packages of several slots, on torch's threads
+    (engine/compiled_step.py's SMALL_WEIGHT_BYTES and op_threads)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     small = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=64, vocab_size=50))
     big = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=768, n_head=12, n_positions=64, vocab_size=8000))
-    assert C.op_threads(small) == 1
-    assert sum(p.numel() * 4 for p in big.parameters()) > C.SMALL_WEIGHT_BYTES and C.op_threads(big) == 3
+    assert C.op_threads(small) == C.op_threads(small, 1) == 1 and C.op_threads(small, 8) == 3
+    assert sum(p.numel() * 4 for p in big.parameters()) > C.SMALL_WEIGHT_BYTES and C.op_threads(big) == C.op_threads(big, 8) == 3
