@@ -6,7 +6,7 @@
 // Needs AHEAD_ROWS; kernels exist only where ANNO_OWN_GEMV (AVX2 + FMA).
 #pragma once
 
-struct Gemv {  // y = x @ W (+ b) for one row; W [in, out], or [out, in] when out_in
+struct Gemv {  // y = x @ W (+ b) for `rows` rows of x; W [in, out], or [out, in] when out_in
   const float *x, *w, *b;
   float* y;
   int64_t in, out;
@@ -17,7 +17,7 @@ struct Gemv {  // y = x @ W (+ b) for one row; W [in, out], or [out, in] when ou
 };
 
 #if ANNO_OWN_GEMV
-// One cache line of each of four weight rows, `at` floats ahead (both kernels read 4 rows at a time).
+// One cache line of each of four weight rows, `at` floats ahead (axpy_rows reads 4 rows at a time).
 inline void prefetch4(const float* w0, const float* w1, const float* w2, const float* w3, int64_t at) {
   _mm_prefetch(reinterpret_cast<const char*>(w0 + at), _MM_HINT_T0);
   _mm_prefetch(reinterpret_cast<const char*>(w1 + at), _MM_HINT_T0);
