@@ -27,7 +27,8 @@ row from its prompt, set a row's next token, step all rows, keep some rows):
     absolute, so padding must not shift them); a leaving row is cut out (index_select) and all-padding
     columns are trimmed.
 Either way a new request is prefilled alone (the computation `generate_ids` does; on the lean path its large
-layers on the packed weights, equal up to float rounding), and a finished,
+layers on the packed weights, or, with a compiled package, in one call of it, equal up to float rounding),
+and a finished,
 cancelled or failed row leaves at once. Logits processing and sampling run per row with
 the request's own `logits_processors(cfg, ...)`, id history and seeded `torch.Generator`, as in
 engine/generate.py.

@@ -194,13 +194,18 @@ def linear_q8(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor, b: torch.Te
     return torch.ops.anno.anno_linear_q8(x, w, scale, b, threads)
 
 
+def _loaded_library():
+    """The op's library (ctypes), for the kernel switches below; RuntimeError when it is not loaded."""
+    if _library[0] is None:
+        raise RuntimeError("anno::anno_linear is not loaded (see unavailable())")
+    return _library[0]
+
+
 def gemv_kernel(own: bool | None = None) -> str:
     """Which kernels one-row products use in this process: "own" (engine/blas.cpp's, the default where the
     CPU has AVX2 and FMA) or "openblas" (its sgemv); own=True/False switches (for benchmarks and tests).
     Needs the op loaded. Raises RuntimeError when own kernels are asked of a build without them."""
-    if _library[0] is None:
-        raise RuntimeError("anno::anno_linear is not loaded (see unavailable())")
-    mode = _library[0].anno_blas_gemv_kernel(-1 if own is None else int(own))
+    mode = _loaded_library().anno_blas_gemv_kernel(-1 if own is None else int(own))
     if mode < 0:
         raise RuntimeError("this build of anno::anno_linear has no own kernels (the CPU lacks AVX2 or FMA)")
     return "own" if mode == 1 else "openblas"
@@ -209,10 +214,8 @@ def gemv_kernel(own: bool | None = None) -> str:
 def own_rows(rows: int | None = None) -> int:
     """Up to how many rows a product runs on engine/blas.cpp's own kernels (more go to OpenBLAS's sgemm; 1:
     only one-row products do); rows sets it (for benchmarks and tests). Needs the op loaded."""
-    if _library[0] is None:
-        raise RuntimeError("anno::anno_linear is not loaded (see unavailable())")
     if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
         raise ValueError(f"rows={rows!r}: must be an integer >= 1")
-    fn = _library[0].anno_blas_own_rows
+    fn = _loaded_library().anno_blas_own_rows
     fn.restype, fn.argtypes = ctypes.c_int64, [ctypes.c_int64]
     return int(fn(-1 if rows is None else rows))
