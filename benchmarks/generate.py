@@ -279,7 +279,8 @@ def bench_shape(name: str, model_dir: Path, n: int, rounds: int, bandwidth: floa
         ctx = model.config.n_positions
         widths = sorted({compiled_step.width_for(len(ids) + n - 1, ctx), compiled_step.width_for(len(ids), ctx)})
         q8 = int8_cpu(load_hf_model(model_dir))  # the int8 variant's packages (its layers are int8)
-        todo = [(model, 1, w, use_op) for w in widths] + ([(model, *batch, use_op)] if batch else [])
+        several = [batch] if batch else [(MAX_BATCH, w) for w in widths]  # the batcher's (compiled_step.serving_shapes)
+        todo = [(model, 1, w, use_op) for w in widths] + [(model, *shape, use_op) for shape in several]
         todo += [(model, 1, w, False) for w in widths] if use_op else []  # the aten_mm variant's
         todo += [(q8, 1, w, True) for w in widths] if use_op and compiled_step.unsupported(q8) is None else []
         for m, slots, width, use in todo:

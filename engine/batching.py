@@ -21,7 +21,10 @@ row from its prompt, set a row's next token, step all rows, keep some rows):
     preallocated KV cache whose slot r is row r at its own length; a step writes each row's key at its own
     position and masks keys past each row's end, so there is no padding; a leaving row's slot is filled by
     the last row (one row copied, not the batch); where engine/compiled_step.py compiles the model and its
-    fixed (max_batch, n_positions) cache is small, its compiled step once that package exists;
+    fixed (max_batch, n_positions) cache is small, its compiled step once that package exists (where it is
+    not, as for 12x768, the cache grows: several rows on (max_batch, width) packages, a lone row on the
+    batch-1 ones, so one user of the 12x768 model gets 78 tok/s instead of the eager step's 28.6,
+    2026-11-30, /tmp/s10/conc.py);
   - `_ModelRows` (any other model/device): `transformers`' forward and DynamicCache, each row left-padded
     to the widest, a [rows, width] attention mask and explicit per-row position ids (GPT-2's positions are
     absolute, so padding must not shift them); a leaving row is cut out (index_select) and all-padding
@@ -188,7 +191,8 @@ class Batcher:
         self._rows: list[_Request] = []
         if fast and unsupported(model) is None:  # the compiled step (once its package exists) where it fits
             shape = batch_shape(model, max_batch)
-            self._state = LeanRows(model, engine=engine_for(model, shape, pack=True) if shape else None)
+            engine = engine_for(model, shape, pack=True, batch_slots=None if shape else max_batch)
+            self._state = LeanRows(model, engine=engine)
         else:
             self._state = _ModelRows(model)
         self.fast = isinstance(self._state, LeanRows)

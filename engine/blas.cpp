@@ -4,8 +4,10 @@
 //
 // One row (a decode step of one sequence: the case that decides tokens/s) runs on this file's own GEMV
 // kernels, split over `threads` threads: the caller and threads-1 workers of a small pool that spin between
-// calls, then sleep. Several rows (a prompt, a batched step) up to g_own_rows run on own panel kernels on
-// the same pool (`rows_panels`), more on OpenBLAS's sgemm (its blocked kernels win there).
+// calls, then sleep. Several rows (a prompt, a batched step) up to g_own_rows run on own kernels on the same
+// pool (2..g_axpy_rows rows of [in, out] weights on `axpy_many`, split by weight rows like one row; more, and
+// [out, in] weights, split by columns: `rows_panels`, `dot_rows_many`), more on OpenBLAS's sgemm (its blocked
+// kernels win there).
 // Why own kernels, measured 2026-11-30 on this machine's 2-core AMD EPYC, the 12x768 model's 49 products
 // of a token, one C call each (/tmp/s7/k, 3 runs): OpenBLAS sgemv with its own 2-thread pool 16.3-16.9 ms
 // (21.6-22.3 GB/s), these kernels 13.8-14.8 ms (24.6-26.3 GB/s); the demo model's 17, 0.17-0.22 vs
@@ -61,6 +63,7 @@ constexpr auto SPIN = std::chrono::microseconds(500);  // workers spin this long
 constexpr int YIELD_AFTER = 2048;
 std::atomic<int> g_own{ANNO_OWN_GEMV};  // 1: own one-row kernels, 0: OpenBLAS sgemv (anno_blas_gemv_kernel)
 std::atomic<int64_t> g_own_rows{48};  // products of 2..this many rows on own kernels, more on OpenBLAS sgemm
+std::atomic<int64_t> g_axpy_rows{8};  // [in, out] products of 2..this many rows on axpy_many, more on panels
 
 #include "blas_kernels.h"  // Gemv, the kernels and gemv_part
 
@@ -100,7 +103,7 @@ void work(Pool* p, int k, uint64_t seen) {  // seen: the epoch at its creation (
 }
 
 void gemv(const Gemv& g, int64_t threads) {
-  const bool by_out = g.out_in || g.rows > 1;
+  const bool by_out = by_columns(g);
   const int64_t split = by_out ? g.out / 16 : g.in / 4;  // parts must keep their alignment
   const int n = static_cast<int>(std::max<int64_t>(1, std::min({threads, split, int64_t(64)})));
   Pool* p = g_pool;
@@ -109,7 +112,7 @@ void gemv(const Gemv& g, int64_t threads) {
   // a new worker must not take the current epoch for a call: it would run a job still being written
   while (p->workers < n - 1) std::thread(work, p, ++p->workers, p->epoch.load()).detach();
   p->scratch.resize(std::max<size_t>(p->scratch.size(), n));
-  for (int k = 1; k < n; ++k) p->scratch[k].resize(g.out);
+  for (int k = 1; k < n; ++k) p->scratch[k].resize(g.out * g.rows);
   p->job = g;
   p->parts = n;
   p->pending.store(p->workers);
@@ -126,7 +129,7 @@ void gemv(const Gemv& g, int64_t threads) {
   if (!by_out)
     for (int k = 1; k < n; ++k) {
       const float* s = p->scratch[k].data();
-      for (int64_t j = 0; j < g.out; ++j) g.y[j] += s[j];
+      for (int64_t j = 0; j < g.out * g.rows; ++j) g.y[j] += s[j];
     }
 }
 
@@ -277,6 +280,13 @@ __attribute__((visibility("default"))) int anno_blas_gemv_kernel(int mode) {
 __attribute__((visibility("default"))) int64_t anno_blas_own_rows(int64_t rows) {
   if (rows >= 1 && ANNO_OWN_GEMV) g_own_rows.store(rows);
   return ANNO_OWN_GEMV ? g_own_rows.load() : 1;
+}
+
+// [in, out] products of 2..rows rows on axpy_many, more on the panel kernel (rows >= 1; -1: only ask). Returns
+// the setting now in force. For benchmarks/blas.py.
+__attribute__((visibility("default"))) int64_t anno_blas_axpy_rows(int64_t rows) {
+  if (rows >= 1) g_axpy_rows.store(rows);
+  return g_axpy_rows.load();
 }
 }
 

@@ -211,6 +211,16 @@ def gemv_kernel(own: bool | None = None) -> str:
     return "own" if mode == 1 else "openblas"
 
 
+def axpy_rows(rows: int | None = None) -> int:
+    """Up to how many rows a product with [in, out] weights runs on engine/blas_kernels.h's axpy_many (split by
+    weight rows); more rows use its panel kernel (split by columns). rows sets it (benchmarks, tests)."""
+    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+        raise ValueError(f"rows={rows!r}: must be an integer >= 1")
+    fn = _loaded_library().anno_blas_axpy_rows
+    fn.restype, fn.argtypes = ctypes.c_int64, [ctypes.c_int64]
+    return int(fn(-1 if rows is None else rows))
+
+
 def own_rows(rows: int | None = None) -> int:
     """Up to how many rows a product runs on engine/blas.cpp's own kernels (more go to OpenBLAS's sgemm; 1:
     only one-row products do); rows sets it (for benchmarks and tests). Needs the op loaded."""

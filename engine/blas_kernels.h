@@ -1,8 +1,9 @@
 // The kernels of anno::anno_linear (engine/blas.cpp, which includes this file once, inside its anonymous
 // namespace, after its constants): the per-call job (`Gemv`), the one-row GEMV kernels for both weight
-// layouts, the several-row kernels (`rows_panels` for [in, out], `dot_rows_many` for [out, in] and int8), and
-// `gemv_part`, which gives part k of n of a call to one of them. engine/blas.cpp owns the thread pool, the
-// torch op, its C entries and why the kernels are shaped as they are (measurements there and here).
+// layouts, the several-row kernels (`axpy_many` and `rows_panels` for [in, out], `dot_rows_many` for [out, in]
+// and int8), and `gemv_part`, which gives part k of n of a call to one of them. engine/blas.cpp owns the
+// thread pool, the torch op, its C entries and why the kernels are shaped as they are (measurements there
+// and here).
 // Needs AHEAD_ROWS; kernels exist only where ANNO_OWN_GEMV (AVX2 + FMA).
 #pragma once
 
@@ -216,6 +217,57 @@ void panel_rows(const Gemv& g, int64_t r0, int64_t j, const float* w, int64_t ws
   }
 }
 
+// acc[r, 0:n] += x[r, 0:4] @ (w[0:n], w[ws:ws + n], w[2ws:..], w[3ws:..]) for the NR rows r of x (ldx apart)
+// and acc (ldy apart), n % 8 == 0: the 4 * NR broadcasts stay in registers, and each accumulator vector is
+// loaded and stored once for four weight rows (stores were the limit with two).
+template <int NR, bool PREFETCH>
+void tile4(const float* x, int64_t ldx, const float* w, int64_t ws, float* acc, int64_t ldy, int64_t n) {
+  __m256 a[NR][4];
+#pragma GCC unroll 2
+  for (int k = 0; k < NR; ++k)
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) a[k][q] = _mm256_set1_ps(x[k * ldx + q]);
+  for (int64_t c = 0; c < n; c += 8) {
+    if (PREFETCH && c % 16 == 0) prefetch4(w, w + ws, w + 2 * ws, w + 3 * ws, AHEAD_ROWS * ws + c);
+    const __m256 v0 = _mm256_loadu_ps(w + c), v1 = _mm256_loadu_ps(w + ws + c),
+                 v2 = _mm256_loadu_ps(w + 2 * ws + c), v3 = _mm256_loadu_ps(w + 3 * ws + c);
+#pragma GCC unroll 2
+    for (int k = 0; k < NR; ++k) {
+      float* p = acc + k * ldy + c;
+      __m256 y = _mm256_fmadd_ps(a[k][0], v0, _mm256_loadu_ps(p));
+      y = _mm256_fmadd_ps(a[k][1], v1, y);
+      y = _mm256_fmadd_ps(a[k][2], v2, y);
+      _mm256_storeu_ps(p, _mm256_fmadd_ps(a[k][3], v3, y));
+    }
+  }
+}
+
+// acc[0:rows, :] += x[:, r0:r1] @ W[r0:r1, :] for several rows of x, W [in, out] (acc rows `out` apart): the
+// one-row kernel's split (by weight rows, each part streaming its rows of W once, contiguously; the caller
+// adds the parts' sums) with every row of x served, two at a time, by each four weight rows while they are in
+// L1/L2. 12x768's [in, out] products at two threads, in multiples of their one-row time: 1.15 / 1.14-1.25 /
+// 1.88-1.96 at 2 / 4 / 8 rows, against 2.0-2.1 / 2.0-2.4 / 2.8-3.2 on the panel kernel below (which reads each
+// weight row as 256-byte pieces a row's length apart). The prefetches go with the first pass's loads: issued
+// all at once before it (768 for a 3072-wide row) they gave 1.11 / 1.48 / 2.37. Tiling the columns (256 /
+// 1024 / 2048 at a time, so the accumulators stay in L1) was slower too (/tmp/s10/rows.py, 2026-11-30).
+void axpy_many(const Gemv& g, int64_t r0, int64_t r1, float* acc) {
+  const int64_t in = g.in, out = g.out, vec = out & ~int64_t(7);
+  int64_t i = r0;
+  for (; i + 4 <= r1; i += 4) {
+    const float* w0 = g.w + i * out;
+    int64_t r = 0;  // the first pass over these weight rows prefetches the ones AHEAD_ROWS on, as it goes
+    for (; r + 2 <= g.rows; r += 2)
+      r ? tile4<2, false>(g.x + r * in + i, in, w0, out, acc + r * out, out, vec)
+        : tile4<2, true>(g.x + r * in + i, in, w0, out, acc + r * out, out, vec);
+    if (r < g.rows)
+      r ? tile4<1, false>(g.x + r * in + i, in, w0, out, acc + r * out, out, vec)
+        : tile4<1, true>(g.x + r * in + i, in, w0, out, acc + r * out, out, vec);
+  }
+  for (int64_t r = 0; r < g.rows; ++r)  // the last weight rows (in % 4) and columns (out % 8)
+    for (int64_t k = r0; k < r1; ++k)
+      for (int64_t c = k < i ? vec : 0; c < out; ++c) acc[r * out + c] += g.x[r * in + k] * g.w[k * out + c];
+}
+
 // Below this many weights (1 MB, in cache), up to 6 rows read the panels straight from W: the demo model's
 // products of 4 rows at one thread took 11-22 us so against 27-35 with the copy (/tmp/s9/small_rows.py).
 constexpr int64_t SMALL_PANEL_WEIGHTS = int64_t(1) << 18;
@@ -261,8 +313,16 @@ void rows_panels(const Gemv& g, int64_t c0, int64_t c1) {
 
 // Part k of n. [out, in] weights: by output rows. [in, out] weights, one row of x: by weight rows (part 0 into
 // y, with the bias; part k > 0 into its scratch, summed by the caller); several rows: by output columns.
+// Whether a call is split by output columns (the panel and dot kernels) rather than by weight rows (the axpy
+// kernels). Small [in, out] weights (in cache) keep the panel kernel for several rows: the demo model's 4-row
+// products 0.185 vs 0.224 ms on axpy_many (2 rows 0.177 vs 0.149, 8 rows level; /tmp/s10/rows.py).
+inline bool by_columns(const Gemv& g) {
+  return g.out_in || (g.rows > 1 && (g.rows > g_axpy_rows.load(std::memory_order_relaxed) ||
+                                     g.in * g.out < SMALL_PANEL_WEIGHTS));
+}
+
 void gemv_part(const Gemv& g, int k, int n, float* scratch) {
-  if (g.out_in || g.rows > 1) {
+  if (by_columns(g)) {
     int64_t o0 = g.out * k / n & ~int64_t(15), o1 = k + 1 == n ? g.out : g.out * (k + 1) / n & ~int64_t(15);
     if (g.w8) dot_rows(g, g.w8, g.s, o0, o1);
     else if (g.out_in) dot_rows(g, g.w, static_cast<const float*>(nullptr), o0, o1);
@@ -271,8 +331,10 @@ void gemv_part(const Gemv& g, int k, int n, float* scratch) {
   }
   int64_t r0 = g.in * k / n & ~int64_t(3), r1 = k + 1 == n ? g.in : g.in * (k + 1) / n & ~int64_t(3);
   float* acc = k == 0 ? g.y : scratch;
-  if (k == 0 && g.b) std::memcpy(acc, g.b, g.out * sizeof(float));
-  else std::memset(acc, 0, g.out * sizeof(float));
-  axpy_rows(g.x + r0, g.w + r0 * g.out, acc, r1 - r0, g.out);
+  for (int64_t r = 0; r < g.rows; ++r)
+    if (k == 0 && g.b) std::memcpy(acc + r * g.out, g.b, g.out * sizeof(float));
+    else std::memset(acc + r * g.out, 0, g.out * sizeof(float));
+  if (g.rows == 1) axpy_rows(g.x + r0, g.w + r0 * g.out, acc, r1 - r0, g.out);
+  else axpy_many(g, r0, r1, acc);
 }
 #endif  // ANNO_OWN_GEMV

@@ -13,6 +13,7 @@ from typing import Iterable
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from engine import hugepages
 from engine.atomic import atomic_dir  # also imported from here by export, publish, quantize, space
 from engine.model import MIN_VOCAB_SIZE, ModelConfig, build_model
 
@@ -54,13 +55,14 @@ def save_hf_model(model: PreTrainedModel, out_dir: str | Path, extra_files: Iter
 
 def load_hf_model(path: str | Path) -> PreTrainedModel:
     """Load a Hub-format folder saved by save_hf_model: safetensors only, no remote code, SDPA attention,
-    eval mode."""
+    eval mode, weights on huge pages (engine/hugepages.py: decoding streams them)."""
     p = Path(path)
     if not (p / "config.json").is_file():
         raise FileNotFoundError(f"no model folder at {p} (config.json missing)")
     model = AutoModelForCausalLM.from_pretrained(
         p, trust_remote_code=False, use_safetensors=True, attn_implementation="sdpa"
     )
+    hugepages.rehome(model)
     return model.eval()
 
 

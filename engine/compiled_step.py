@@ -24,8 +24,9 @@ OpenMP thread count into the C++ kernels); the number of rows (1..slots) is a dy
 package (demo model, one-row step of a slots-8, width-256 package 0.61 ms vs 2.35 lean; 3 rows 1.54 vs 2.99;
 8 rows 2.76 vs 3.52, loaded machine, /tmp/c16/dyn.py). Batch-1 widths are rounded up to a power of two
 (>= 64, <= n_positions), so one generation needs one shape; the batcher uses one fixed (max_batch,
-n_positions) cache when that is at most BATCH_CACHE_BYTES (else it keeps LeanGPT2), so serving needs one
-more (`serving_shapes`). Compiling a shape takes 15-55 s here (inductor's own cache does not shorten it:
+n_positions) cache when that is at most BATCH_CACHE_BYTES, so serving needs one more (`serving_shapes`); else
+its cache grows: several rows on (max_batch, width) packages, a lone row on the batch-1 ones. Compiling a
+shape takes 15-55 s here (inductor's own cache does not shorten it:
 the wrapper is rebuilt); the package is then kept in `package_dir()` and later processes load it in
 ~0.02 s. Nothing compiles inside a request: `engine_for` gives engines that run the eager lean step until a
 shape's package exists, and `precompile` (`cli.py compile-step`, which app.py starts as a background
@@ -67,8 +68,9 @@ from engine.fastpath import unsupported as lean_unsupported
 MIN_WIDTH = 64
 # Measured up to the 12x768 shape (92M: 1.26x lean at one thread, 1.8x at two); larger models keep LeanGPT2.
 MAX_WEIGHTS = 128_000_000
-# The batcher's fixed cache (every slot at the full context) above this keeps LeanGPT2, whose cache grows
-# with the rows and lengths it has: 12x768 at ctx 1024 would hold 604 MB for 8 rows; the demo model 8 MB.
+# The batcher's fixed cache (every slot at the full context) above this is not used: its cache grows with the
+# rows and lengths it has instead (12x768 at ctx 1024 would hold 604 MB for 8 rows; the demo model 8 MB), its
+# steps of several rows run (max_batch, width) packages, a lone row the batch-1 ones (`CompiledGPT2.settle`).
 BATCH_CACHE_BYTES = 64 << 20
 _RECHECK_S = 1.0  # how often an engine looks for a package that another process may have built
 # Prompts of up to this many tokens are prefilled by the compiled package, longer ones by LeanGPT2's eager
@@ -297,12 +299,15 @@ class CompiledGPT2:
     docstring. wait=True: a step of a shape not compiled yet compiles it (17-34 s) in the call; wait=False:
     it loads the shape's package when `package_dir()` has one, else runs LeanGPT2's eager step on the same
     cache (a server must not stall on a compile). fixed=(slots, width): every cache has that shape (the
-    batcher's: rows come and go without a new shape or a cache copy)."""
+    batcher's: rows come and go without a new shape or a cache copy). batch_slots (the batcher's, when it
+    has no fixed shape): a cache of several rows has that many slots, so rows 2..batch_slots share the
+    (batch_slots, width) packages `serving_shapes` lists."""
 
-    def __init__(self, model, wait: bool = True, pack: bool = False, fixed: tuple[int, int] | None = None):
+    def __init__(self, model, wait: bool = True, pack: bool = False, fixed: tuple[int, int] | None = None,
+                 batch_slots: int | None = None):
         if reason := unsupported(model):
             raise ValueError(f"CompiledGPT2 cannot run this model: {reason}")
-        self.model, self.wait, self.fixed = model, wait, fixed
+        self.model, self.wait, self.fixed, self.batch_slots = model, wait, fixed, batch_slots
         self.int8 = bool(_int8_layers(model))  # compiles only with engine/blas.py's op
         self.lean = LeanGPT2(model, pack=pack)
         self.context = model.config.n_positions
@@ -314,6 +319,22 @@ class CompiledGPT2:
         if self.fixed is not None:
             return self.lean.new_cache(*self.fixed)
         return self.lean.new_cache(slots, width_for(width, self.context))
+
+    def reserve(self, cache: KVCache, slots: int, width: int) -> None:
+        """Room for `slots` rows of `width` positions, the shape rounded as packages are keyed: the width up to
+        `width_for`'s, several slots up to batch_slots (else doubling). A fixed engine's cache already has its
+        one shape."""
+        if self.batch_slots and 1 < slots <= self.batch_slots:
+            slots = self.batch_slots
+        cache.reserve(slots, width_for(width, self.context) if width > cache.width else cache.width)
+
+    def settle(self, cache: KVCache) -> None:
+        """After rows left: a cache of several slots left with one row goes back to one slot, so that row
+        decodes on the batch-1 package `precompile` builds (the batcher of a model with no fixed shape: 12x768
+        alone in the batcher 28.6 tok/s on the lean step vs 72.7 for `stream`, 2026-11-30, benchmarks/
+        generate.py). The copy is the row's keys and values (12x768 at width 256: 19 MB, ~2 ms)."""
+        if self.fixed is None and len(cache.lengths) == 1 < cache.slots:
+            cache.shrink(1)
 
     def prefill(self, ids: list[int], cache: KVCache, slot: int) -> torch.Tensor:
         """Run the prompt `ids` into slot `slot` (a new row when slot == len(cache.lengths)) in one call of
@@ -384,25 +405,26 @@ class _Engines(dict):
         return (_Engines, ())
 
 
-def engine_for(model, fixed: tuple[int, int] | None = None, pack: bool = False):
-    """The compiled engine (wait=False) for a model `unsupported` accepts, one per (model, fixed, pack) so
-    loaded runners are reused across requests; None otherwise (the caller keeps LeanGPT2). A model that
+def engine_for(model, fixed: tuple[int, int] | None = None, pack: bool = False, batch_slots: int | None = None):
+    """The compiled engine (wait=False) for a model `unsupported` accepts, one per (model, fixed, pack,
+    batch_slots) so loaded runners are reused across requests; None otherwise (the caller keeps LeanGPT2). A model that
     has an engine is only rechecked for what can change in place (dtype, device): the full check walks every
     parameter and looks for the compiler, 2 ms a request on the demo model (cProfile, 2026-11-30), a third
     of its time to the first token."""
     mine = model.__dict__.setdefault("_anno_compiled_engines", _Engines())
-    key = (fixed, pack)
+    key = (fixed, pack, batch_slots)
     if key in mine:
         return mine[key] if lean_unsupported(model) is None else None
     if unsupported(model) is not None:
         return None
-    mine[key] = CompiledGPT2(model, wait=False, pack=pack, fixed=fixed)
+    mine[key] = CompiledGPT2(model, wait=False, pack=pack, fixed=fixed, batch_slots=batch_slots)
     return mine[key]
 
 
 def batch_shape(model, max_batch: int) -> tuple[int, int] | None:
     """The batcher's fixed cache shape, max_batch slots of the model's whole context, or None when that
-    cache would exceed BATCH_CACHE_BYTES (the batcher then keeps LeanGPT2)."""
+    cache would exceed BATCH_CACHE_BYTES (the batcher's cache then grows: one slot for one row, max_batch
+    slots for more, at the rounded widths; `serving_shapes`)."""
     cfg = model.config
     if 2 * cfg.n_layer * max_batch * cfg.n_positions * cfg.n_embd * 4 > BATCH_CACHE_BYTES:
         return None
@@ -411,7 +433,8 @@ def batch_shape(model, max_batch: int) -> tuple[int, int] | None:
 
 def serving_shapes(model, max_batch: int) -> list[tuple[int, int]]:
     """(slots, width) of every package a server of this model uses: batch-1 generation at each rounded
-    width, and the batcher's fixed shape (when it has one)."""
+    width, and the batcher's fixed shape, or where it has none, (max_batch, width) at each of those widths
+    (12x768: 10 packages, ~5-6 min of compiling here, once)."""
     ctx, widths, w = model.config.n_positions, [], MIN_WIDTH
     while True:
         widths.append(width_for(w, ctx))
@@ -419,7 +442,8 @@ def serving_shapes(model, max_batch: int) -> list[tuple[int, int]]:
             break
         w *= 2
     batch = batch_shape(model, max_batch)
-    return list(dict.fromkeys([(1, w) for w in widths] + ([batch] if batch else [])))
+    several = [batch] if batch else [(max_batch, w) for w in widths] if max_batch > 1 else []
+    return list(dict.fromkeys([(1, w) for w in widths] + several))
 
 
 def precompile(model, max_batch: int, progress=print) -> list[dict]:

@@ -143,6 +143,15 @@ class KVCache:
                 new[:n, :, :w] = t[:n]
                 buf[i] = new
 
+    def shrink(self, slots: int) -> None:
+        """Keep only the first `slots` slots (at least as many as there are rows), by copying."""
+        if not len(self.lengths) <= slots <= self.slots:
+            raise ValueError(f"slots={slots} must be in [{len(self.lengths)} rows, {self.slots} slots]")
+        if slots < self.slots:
+            for buf in (self.k, self.v):
+                for i, t in enumerate(buf):
+                    buf[i] = t[:slots].clone()
+
     def move(self, src: int, dst: int) -> None:
         """Copy row src into slot dst (used to fill the hole a removed row leaves)."""
         n = self.lengths[src]
@@ -202,6 +211,14 @@ class LeanGPT2:
 
     def new_cache(self, slots: int = 1, width: int = 64) -> KVCache:
         return KVCache(self.n_layer, self.n_head, self.head_dim, slots, width, self.wte.dtype)
+
+    def reserve(self, cache: KVCache, slots: int, width: int) -> None:
+        """Room in `cache` for `slots` rows of `width` positions (engine/compiled_step.py's engine rounds
+        the shape to its packages' shapes)."""
+        cache.reserve(slots, width)
+
+    def settle(self, cache: KVCache) -> None:
+        """Called after rows left the cache; nothing to do here (see engine/compiled_step.CompiledGPT2)."""
 
     def prefill(self, ids: list[int], cache: KVCache, slot: int) -> torch.Tensor:
         """Run the prompt `ids` into slot `slot` of cache (a new row when slot == len(cache.lengths)) and
@@ -293,7 +310,7 @@ class LeanRows:
         does) with room for `room` more tokens; returns its next-token logits [1, vocab]."""
         if self.cache is None:
             self.cache = self.lean.new_cache(1, len(ids) + room)
-        self.cache.reserve(self.rows + 1, len(ids) + room)
+        self.lean.reserve(self.cache, self.rows + 1, len(ids) + room)
         logits = self.lean.prefill(ids, self.cache, self.rows)
         self.next.append(-1)  # set_next gives it the picked token
         return logits
@@ -310,6 +327,7 @@ class LeanRows:
         filled by the last rows, so the order changes)."""
         order = self.cache.remove(sorted(set(range(self.rows)) - set(keep)))
         self.next = [self.next[i] for i in order]
+        self.lean.settle(self.cache)
         return order
 
     def reset(self) -> None:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from engine import hugepages
 from engine.atomic import write_json_atomic
 from engine.checkpoint import TOKENIZER_FILES, atomic_dir, load_hf_model
 from engine.generate import GenerationConfig, generate_ids, model_context
@@ -176,6 +177,7 @@ def _load_int8_cpu(path: Path, recipe: dict) -> nn.Module:
     with torch.no_grad():
         for k, v in tensors.items():
             targets[k].copy_(v)
+    hugepages.rehome(model)  # the int8 weights and the fp32 rest, as load_hf_model does
     return model.eval()
 
 

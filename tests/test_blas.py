@@ -74,6 +74,29 @@ def test_own_rows_setting(op):
             blas.own_rows(bad)
 
 
+def test_axpy_rows_setting(op):
+    """[in, out] products of 2..axpy_rows() rows (8 by default) of weights over 2^18 split by weight rows, more
+    rows (and smaller weights) by columns on the panel kernel: both give torch's product for every row count,
+    shape remainder (515 % 4, 517 % 8) and thread count."""
+    default = blas.axpy_rows()
+    assert default == 8
+    g = torch.Generator().manual_seed(5)
+    try:
+        for setting in (1, default):
+            assert blas.axpy_rows(setting) == setting
+            for rows in (2, 5, 8, 9):
+                for n_in, n_out in ((203, 45), (515, 517), (768, 3072)):  # small: panels; the rest: tails
+                    x, w, b = torch.randn(rows, n_in, generator=g), torch.randn(n_in, n_out, generator=g), \
+                        torch.randn(n_out, generator=g)
+                    for threads in (1, 2):
+                        torch.testing.assert_close(op(x, w, b, False, threads), x @ w + b, rtol=1e-5, atol=3e-4)
+    finally:
+        blas.axpy_rows(default)
+    for bad in (0, -3, True, 2.0):
+        with pytest.raises(ValueError, match="rows="):
+            blas.axpy_rows(bad)
+
+
 def test_calls_from_several_threads_at_once(op):
     """Concurrent one-row calls (one holds the op's workers, the others compute alone) all get their own
     right answer."""

@@ -326,3 +326,39 @@ def test_served_engines_run_eager_until_precompile_then_compiled_with_the_same_i
         assert b._state.lean is C.engine_for(m, C.batch_shape(m, 3), pack=True)
     with pytest.raises(ValueError, match="max_batch"):
         C.precompile(m, 0)
+
+
+def test_batcher_with_no_fixed_shape_compiles_several_rows_and_a_lone_row(small, tok, monkeypatch):
+    """A model whose fixed batch cache would be too large (12x768) is batched on a growing cache: several
+    rows share the (max_batch, width) package, and once one row is left its cache returns to one slot and
+    decodes on the batch-1 package; every row's ids are those of the row alone, and no step runs eager."""
+    from engine import compiled_step as C
+    from engine.batching import Batcher
+
+    m = copy.deepcopy(small)
+    monkeypatch.setattr(C, "BATCH_CACHE_BYTES", 0)
+    assert C.batch_shape(m, 3) is None and C.serving_shapes(m, 3) == [(1, 64), (3, 64)]
+    C.precompile(m, 3, progress=lambda line: None)
+    n = 14
+    alone = [list(generate_ids(m, p, GenerationConfig(max_new_tokens=n, temperature=0), eos_id=-1)) for p in PROMPTS]
+    rows = LeanRows(m, engine=C.engine_for(m, None, pack=True, batch_slots=3))
+    eager = []
+    monkeypatch.setattr(rows.lean.lean, "step", lambda *a, f=rows.lean.lean.step: eager.append(1) or f(*a))
+    got, owner, threads = [[] for _ in PROMPTS], list(range(len(PROMPTS))), torch.get_num_threads()
+    with torch.inference_mode():
+        for i, p in enumerate(PROMPTS):
+            got[i].append(int(rows.add(p, n).argmax(-1)))
+            rows.set_next(i, got[i][-1])
+            assert rows.cache.slots == (1 if i == 0 else 3)  # one row, then max_batch slots
+        for step in range(1, n):
+            if step == 4:  # two rows leave: the last one goes on alone
+                owner = [owner[o] for o in rows.keep([1])]
+                assert rows.cache.slots == 1 and rows.cache.width == 64
+            logits = rows.step()
+            for r, o in enumerate(owner):
+                got[o].append(int(logits[r].argmax(-1)))
+                rows.set_next(r, got[o][-1])
+    assert not eager and {(1, 64, threads), (3, 64, threads)} <= set(rows.lean.runners)
+    assert got[1] == alone[1] and got[0] == alone[0][:4] and got[2] == alone[2][:4]
+    with Batcher(m, tok, max_batch=3) as b:  # the batcher runs such an engine
+        assert b._state.lean is C.engine_for(m, None, pack=True, batch_slots=3)
