@@ -29,10 +29,10 @@ row from its prompt, set a row's next token, step all rows, keep some rows):
     to the widest, a [rows, width] attention mask and explicit per-row position ids (GPT-2's positions are
     absolute, so padding must not shift them); a leaving row is cut out (index_select) and all-padding
     columns are trimmed.
-Either way a new request is prefilled alone (the computation `generate_ids` does; on the lean path its large
-layers on the packed weights, or, with a compiled package, in one call of it, equal up to float rounding),
-and a finished,
-cancelled or failed row leaves at once. Logits processing and sampling run per row with
+Either way a new request is prefilled on its own (the computation `generate_ids` does; on the lean path its
+large layers on the packed weights, or, with a compiled package, in one call of it, equal up to float
+rounding; requests waiting together share that call, each prompt's tokens rows of its own slot:
+`LeanRows.add_many`), and a finished, cancelled or failed row leaves at once. Logits processing and sampling run per row with
 the request's own `logits_processors(cfg, ...)`, id history and seeded `torch.Generator`, as in
 engine/generate.py.
 
@@ -52,8 +52,8 @@ run their large layers on oneDNN-packed weights (engine/fastpath.packed: 1.3x th
 one run (2026-11-30, greedy, 2 threads): 4 streams 38.6 -> 61.7 tok/s aggregate on the 12x768 model, the
 demo model level (443 vs 448; its layers are too small to pack but the lm_head).
 
-Scheduling (fairness): each loop turn (1) drops cancelled rows, (2) prefills every waiting request, oldest
-first, while fewer than max_batch rows run, each producing its first token, then (3) runs one decode step
+Scheduling (fairness): each loop turn (1) drops cancelled rows, (2) prefills the waiting requests, oldest
+first, up to max_batch rows in all, together, each producing its first token, then (3) runs one decode step
 for all rows. A request that arrives while rows are decoding therefore waits for at most the step in
 flight plus the prefills queued before it (and its own); with max_batch rows running it waits for a row to
 end. A long prompt's prefill stalls the others' decoding for that long (no chunked prefill). Measured first
@@ -258,8 +258,11 @@ class Batcher:
                         self._pending.extend(self._inbox)
                         self._inbox.clear()
                     self._drop_cancelled()
-                    while self._pending and len(self._rows) < self.max_batch:
-                        self._prefill(self._pending.popleft())
+                    group = []
+                    while self._pending and len(self._rows) + len(group) < self.max_batch:
+                        group.append(self._pending.popleft())
+                    if group:
+                        self._prefill(group)
                     if self._rows:
                         with self._cond:
                             self.steps += 1
@@ -314,35 +317,58 @@ class Batcher:
                 keep.append(i)
         self._keep(keep)
 
-    def _prefill(self, req: _Request) -> None:
-        if req.cancelled():  # _decode checks the event before the first token too
-            self._end(req, "end", "cancelled")
+    def _prefill(self, reqs: list[_Request]) -> None:
+        """Prefill the waiting requests `reqs` as new rows, together where the state can (LeanRows.add_many:
+        one call of a compiled package), each producing its first token. A failure of the joint prefill goes
+        to every request in it; one request's own failure (its processors) to that request only."""
+        device, live = self.model.device, []
+        for req in reqs:
+            if req.cancelled():  # _decode checks the event before the first token too
+                self._end(req, "end", "cancelled")
+                continue
+            try:
+                if req.cfg.temperature > 0:
+                    req.gen = torch.Generator(device=device)
+                    if req.cfg.seed is None:
+                        req.gen.seed()
+                    else:
+                        req.gen.manual_seed(req.cfg.seed)
+                req.seq = torch.tensor([req.ids], dtype=torch.long, device=device)
+            except Exception as e:  # noqa: BLE001 -- this request's failure goes to this request only
+                self._end(req, "err", e)
+                continue
+            live.append(req)
+        if not live:
             return
-        device = self.model.device
-        added = False
+        base = len(self._rows)
         try:
-            if req.cfg.temperature > 0:
-                req.gen = torch.Generator(device=device)
-                if req.cfg.seed is None:
-                    req.gen.seed()
-                else:
-                    req.gen.manual_seed(req.cfg.seed)
-            req.seq = torch.tensor([req.ids], dtype=torch.long, device=device)
-            logits = self._state.add(req.ids, req.cfg.max_new_tokens)
-            self._rows.append(req)
-            added = True
-            token = self._pick(req, logits)
-        except Exception as e:  # noqa: BLE001 -- this request's failure goes to this request only
-            if added:
-                self._keep(list(range(len(self._rows) - 1)))
-            self._end(req, "err", e)
+            if len(live) == 1 or not hasattr(self._state, "add_many"):
+                logits = [self._state.add(r.ids, r.cfg.max_new_tokens) for r in live]
+            else:
+                logits = self._state.add_many([r.ids for r in live], [r.cfg.max_new_tokens for r in live])
+        except Exception as e:  # noqa: BLE001 -- a joint prefill's failure cannot be pinned on one request
+            if self._state.rows > base:  # rows a one-by-one prefill added before it failed
+                self._state.keep(list(range(base))) if base else self._state.reset()
+            for req in live:
+                self._end(req, "err", e)
             return
-        req.first_token_step = self.steps
-        req.first_token_s = time.perf_counter() - req.submitted_at
-        if self._accept(req, token):
-            self._state.set_next(len(self._rows) - 1, token)
-        else:
-            self._keep(list(range(len(self._rows) - 1)))
+        self._rows.extend(live)
+        drop = set()
+        for i, (req, lg) in enumerate(zip(live, logits)):
+            try:
+                token = self._pick(req, lg)
+            except Exception as e:  # noqa: BLE001 -- this request's failure goes to this request only
+                self._end(req, "err", e)
+                drop.add(base + i)
+                continue
+            req.first_token_step = self.steps
+            req.first_token_s = time.perf_counter() - req.submitted_at
+            if self._accept(req, token):
+                self._state.set_next(base + i, token)
+            else:
+                drop.add(base + i)
+        if drop:
+            self._keep([i for i in range(len(self._rows)) if i not in drop])
 
     def _decode_step(self) -> None:
         rows = self._rows
@@ -387,6 +413,10 @@ class _ModelRows:
     def __init__(self, model):
         self.model = model
         self.reset()
+
+    @property
+    def rows(self) -> int:
+        return 0 if self._next is None else int(self._next.shape[0])
 
     def add(self, ids: list[int], room: int) -> torch.Tensor:
         """Prefill a new last row alone (the call generate_ids makes) and pad its cache into the batch."""

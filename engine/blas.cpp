@@ -63,7 +63,9 @@ constexpr auto SPIN = std::chrono::microseconds(500);  // workers spin this long
 constexpr int YIELD_AFTER = 2048;
 std::atomic<int> g_own{ANNO_OWN_GEMV};  // 1: own one-row kernels, 0: OpenBLAS sgemv (anno_blas_gemv_kernel)
 std::atomic<int64_t> g_own_rows{48};  // products of 2..this many rows on own kernels, more on OpenBLAS sgemm
-std::atomic<int64_t> g_axpy_rows{8};  // [in, out] products of 2..this many rows on axpy_many, more on panels
+// [in, out] products of 2..this many rows on axpy_many, more on the panel kernel: 12x768's products of 12 /
+// 16 / 24 rows 23.8 / 28.8 / 43.1 ms on axpy_many against 30.6 / 32.6 / 36.7 (/tmp/s10/rows_big.py)
+std::atomic<int64_t> g_axpy_rows{16};
 
 #include "blas_kernels.h"  // Gemv, the kernels and gemv_part
 

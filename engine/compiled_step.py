@@ -357,6 +357,27 @@ class CompiledGPT2:
             cache.lengths[slot] = n
         return logits
 
+    def prefill_many(self, prompts: list[list[int]], cache: KVCache) -> list[torch.Tensor]:
+        """Prefill several prompts as new last rows in order, in one call of the package when their tokens
+        fit PREFILL_ROWS (each prompt's tokens are rows of its own slot, so every prompt attends only to
+        itself), else one `prefill` each; returns each prompt's next-token logits [1, vocab]. Why: the
+        batcher's waiting requests then stream the weights once instead of once each (12x768, four
+        6-23-token prompts: 124-147 ms one by one, /tmp/s10/bprof.py)."""
+        first, n = len(cache.lengths), [len(ids) for ids in prompts]
+        width = width_for(max(n), self.context) if max(n) > cache.width else cache.width
+        cache.reserve(max(cache.slots, first + len(prompts)), width)
+        key = (cache.slots, cache.width, torch.get_num_threads())
+        runner = self._ready(key) if len(prompts) > 1 and sum(n) <= PREFILL_ROWS else None
+        if runner is None:
+            return [self.prefill(ids, cache, first + i) for i, ids in enumerate(prompts)]
+        ends = torch.tensor(n).cumsum(0)
+        run = [torch.tensor([t for ids in prompts for t in ids], dtype=torch.long),
+               torch.cat([torch.arange(k) for k in n]),
+               torch.cat([torch.full((k,), first + i, dtype=torch.long) for i, k in enumerate(n)]), ends - 1]
+        logits = runner.loader.boxed_run([*run, *cache.k, *cache.v])[0]
+        cache.lengths.extend(n)
+        return [logits[i:i + 1] for i in range(len(prompts))]
+
     def runner(self, slots: int, width: int, use_openblas: bool | None = None):
         """The compiled runner for caches of this shape (compiling it now when no package exists)."""
         key = (slots, width, torch.get_num_threads())

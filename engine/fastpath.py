@@ -315,6 +315,20 @@ class LeanRows:
         self.next.append(-1)  # set_next gives it the picked token
         return logits
 
+    def add_many(self, prompts: list[list[int]], rooms: list[int]) -> list[torch.Tensor]:
+        """`add` for several new last rows, in one call where the engine prefills several prompts at once
+        (engine/compiled_step.CompiledGPT2.prefill_many), else one `add` each."""
+        many = getattr(self.lean, "prefill_many", None)
+        if many is None or len(prompts) < 2:
+            return [self.add(ids, room) for ids, room in zip(prompts, rooms)]
+        width = max(len(ids) + room for ids, room in zip(prompts, rooms))
+        if self.cache is None:
+            self.cache = self.lean.new_cache(1, width)
+        self.lean.reserve(self.cache, self.rows + len(prompts), width)
+        logits = many(prompts, self.cache)
+        self.next.extend([-1] * len(prompts))  # set_next gives each its picked token
+        return logits
+
     def set_next(self, row: int, token: int) -> None:
         self.next[row] = token
 

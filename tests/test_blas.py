@@ -75,16 +75,16 @@ def test_own_rows_setting(op):
 
 
 def test_axpy_rows_setting(op):
-    """[in, out] products of 2..axpy_rows() rows (8 by default) of weights over 2^18 split by weight rows, more
+    """[in, out] products of 2..axpy_rows() rows (16 by default) of weights over 2^18 split by weight rows, more
     rows (and smaller weights) by columns on the panel kernel: both give torch's product for every row count,
     shape remainder (515 % 4, 517 % 8) and thread count."""
     default = blas.axpy_rows()
-    assert default == 8
+    assert default == 16
     g = torch.Generator().manual_seed(5)
     try:
         for setting in (1, default):
             assert blas.axpy_rows(setting) == setting
-            for rows in (2, 5, 8, 9):
+            for rows in (2, 5, 16, 17):
                 for n_in, n_out in ((203, 45), (515, 517), (768, 3072)):  # small: panels; the rest: tails
                     x, w, b = torch.randn(rows, n_in, generator=g), torch.randn(n_in, n_out, generator=g), \
                         torch.randn(n_out, generator=g)

@@ -362,3 +362,41 @@ def test_batcher_with_no_fixed_shape_compiles_several_rows_and_a_lone_row(small,
     assert got[1] == alone[1] and got[0] == alone[0][:4] and got[2] == alone[2][:4]
     with Batcher(m, tok, max_batch=3) as b:  # the batcher runs such an engine
         assert b._state.lean is C.engine_for(m, None, pack=True, batch_slots=3)
+
+
+def test_waiting_prompts_prefill_together_in_one_call(small, tok, monkeypatch):
+    """LeanRows.add_many on a compiled engine prefills several prompts in one call of the package (each
+    prompt's tokens rows of its own slot), and every row then decodes the ids it decodes alone; the batcher
+    takes its waiting requests that way."""
+    from engine import compiled_step as C
+    from engine.batching import Batcher
+
+    m = copy.deepcopy(small)
+    C.precompile(m, 3, progress=lambda line: None)
+    n = 10
+    cfg = GenerationConfig(max_new_tokens=n, temperature=0)
+    alone = [list(generate_ids(m, p, cfg, eos_id=-1)) for p in PROMPTS]
+    rows = LeanRows(m, engine=C.engine_for(m, C.batch_shape(m, 3), pack=True))
+    one_by_one = []
+    monkeypatch.setattr(rows.lean, "prefill", lambda *a, f=rows.lean.prefill: one_by_one.append(1) or f(*a))
+    got = [[] for _ in PROMPTS]
+    with torch.inference_mode():
+        first = rows.add_many(PROMPTS, [n] * len(PROMPTS))
+        assert not one_by_one and rows.cache.lengths == [len(p) for p in PROMPTS]
+        for i, lg in enumerate(first):
+            got[i].append(int(lg.argmax(-1)))
+            rows.set_next(i, got[i][-1])
+        for _ in range(n - 1):
+            logits = rows.step()
+            for i in range(len(PROMPTS)):
+                got[i].append(int(logits[i].argmax(-1)))
+                rows.set_next(i, got[i][-1])
+    assert got == alone
+    joint = []
+    with Batcher(m, tok, max_batch=3) as b:
+        monkeypatch.setattr(b._state, "add_many", lambda *a, f=b._state.add_many: joint.append(len(a[0])) or f(*a))
+        with b._cond:  # queue all three before the thread looks, so they wait together
+            streams = [b.submit(p, GenerationConfig(max_new_tokens=4, temperature=0)) for p in ["a b", "c d e", "f"]]
+            assert len(b._inbox) == 3
+        assert all(list(s)[-1].generated_tokens == 4 for s in streams)
+    assert joint == [3]
