@@ -347,8 +347,10 @@ class Batcher:
             else:
                 logits = self._state.add_many([r.ids for r in live], [r.cfg.max_new_tokens for r in live])
         except Exception as e:  # noqa: BLE001 -- a joint prefill's failure cannot be pinned on one request
-            if self._state.rows > base:  # rows a one-by-one prefill added before it failed
-                self._state.keep(list(range(base))) if base else self._state.reset()
+            if self._state.rows > base and base:  # rows a one-by-one prefill added before it failed
+                self._state.keep(list(range(base)))
+            elif self._state.rows > base:
+                self._state.reset()
             for req in live:
                 self._end(req, "err", e)
             return

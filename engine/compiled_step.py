@@ -367,7 +367,8 @@ class CompiledGPT2:
         width = width_for(max(n), self.context) if max(n) > cache.width else cache.width
         cache.reserve(max(cache.slots, first + len(prompts)), width)
         key = (cache.slots, cache.width, torch.get_num_threads())
-        runner = self._ready(key) if len(prompts) > 1 and sum(n) <= PREFILL_ROWS else None
+        fits = len(prompts) > 1 and sum(n) <= min(PREFILL_ROWS, max_rows(cache.slots, cache.width))
+        runner = self._ready(key) if fits else None
         if runner is None:
             return [self.prefill(ids, cache, first + i) for i, ids in enumerate(prompts)]
         ends = torch.tensor(n).cumsum(0)
@@ -428,10 +429,10 @@ class _Engines(dict):
 
 def engine_for(model, fixed: tuple[int, int] | None = None, pack: bool = False, batch_slots: int | None = None):
     """The compiled engine (wait=False) for a model `unsupported` accepts, one per (model, fixed, pack,
-    batch_slots) so loaded runners are reused across requests; None otherwise (the caller keeps LeanGPT2). A model that
-    has an engine is only rechecked for what can change in place (dtype, device): the full check walks every
-    parameter and looks for the compiler, 2 ms a request on the demo model (cProfile, 2026-11-30), a third
-    of its time to the first token."""
+    batch_slots) so loaded runners are reused across requests; None otherwise (the caller keeps LeanGPT2).
+    A model that has an engine is only rechecked for what can change in place (dtype, device): the full check
+    walks every parameter and looks for the compiler, 2 ms a request on the demo model (cProfile,
+    2026-11-30), a third of its time to the first token."""
     mine = model.__dict__.setdefault("_anno_compiled_engines", _Engines())
     key = (fixed, pack, batch_slots)
     if key in mine:

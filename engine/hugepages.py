@@ -68,8 +68,11 @@ def rehome(model: torch.nn.Module) -> dict:
             t.storage_offset() or s.nbytes() != t.nbytes for t, s in zip(tensors, storages)):
         return {"moved_bytes": 0, "huge_bytes": None,
                 "skipped": why or "a tensor shares its storage with another (a view): moving it would split them"}
-    region = mmap.mmap(-1, total + HUGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    region.madvise(mmap.MADV_HUGEPAGE)  # before the first write, so the faults take huge pages
+    try:
+        region = mmap.mmap(-1, total + HUGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        region.madvise(mmap.MADV_HUGEPAGE)  # before the first write, so the faults take huge pages
+    except OSError as e:  # no memory for a second copy, or a kernel that refuses the advice: keep 4 KB pages
+        return {"moved_bytes": 0, "huge_bytes": None, "skipped": f"mmap/madvise failed: {e}"}
     start = ctypes.addressof(ctypes.c_char.from_buffer(region))
     skip = (-start) % HUGE  # the first tensor starts on a huge-page boundary
     raw = torch.frombuffer(region, dtype=torch.uint8)  # holds `region` alive for as long as a tensor uses it

@@ -85,3 +85,17 @@ def test_load_hf_model_rehomes(tmp_path):
     lo, hi = span(loaded)
     assert lo % hugepages.HUGE == 0
     assert hi - lo <= sum(-(-t.nbytes // hugepages.ALIGN) * hugepages.ALIGN for t in hugepages._tensors(loaded))
+
+
+def test_a_failed_mapping_leaves_the_model_as_it_was(monkeypatch):
+    """No memory for the new mapping (or advice refused): the model keeps its weights, with the reason."""
+    m = model()
+    ptrs = [t.data_ptr() for t in hugepages._tensors(m)]
+    monkeypatch.setattr(hugepages, "unavailable", lambda: None)
+
+    def refuse(*a, **k):
+        raise OSError(12, "Cannot allocate memory")
+    monkeypatch.setattr(hugepages.mmap, "mmap", refuse)
+    report = hugepages.rehome(m)
+    assert report["moved_bytes"] == 0 and "Cannot allocate memory" in report["skipped"]
+    assert [t.data_ptr() for t in hugepages._tensors(m)] == ptrs
