@@ -342,10 +342,7 @@ class Batcher:
             return
         base = len(self._rows)
         try:
-            if len(live) == 1 or not hasattr(self._state, "add_many"):
-                logits = [self._state.add(r.ids, r.cfg.max_new_tokens) for r in live]
-            else:
-                logits = self._state.add_many([r.ids for r in live], [r.cfg.max_new_tokens for r in live])
+            logits = self._state.add_many([r.ids for r in live], [r.cfg.max_new_tokens for r in live])
         except Exception as e:  # noqa: BLE001 -- a joint prefill's failure cannot be pinned on one request
             if self._state.rows > base and base:  # rows a one-by-one prefill added before it failed
                 self._state.keep(list(range(base)))
@@ -426,6 +423,10 @@ class _ModelRows:
         out = self.model(input_ids=seq, past_key_values=None, use_cache=True, logits_to_keep=1)
         self._join(out.past_key_values, len(ids))
         return out.logits[:, -1]
+
+    def add_many(self, prompts: list[list[int]], rooms: list[int]) -> list[torch.Tensor]:
+        """`add` for each prompt in turn (LeanRows' interface; this forward has no joint prefill)."""
+        return [self.add(ids, room) for ids, room in zip(prompts, rooms)]
 
     def _join(self, past, n: int) -> None:
         device = self.model.device
