@@ -22,6 +22,7 @@
 // The compiled step's own kernels are single-threaded (engine/compiled_step.py), so no torch OpenMP pool spins
 // against these workers. Ahead-of-time compiled steps call aoti_torch_cpu_anno_linear directly (no proxy
 // executor: engine/compiled_step.py declares it; engine/blas_shim.c says why it goes through a second library).
+// anno::anno_attend, the step's attention over its KV cache, runs on the same workers (engine/blas_attention.h).
 #include <ATen/ATen.h>
 #include <ATen/record_function.h>
 #include <torch/csrc/inductor/aoti_torch/utils.h>
@@ -31,8 +32,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <type_traits>
@@ -68,6 +71,7 @@ std::atomic<int64_t> g_own_rows{48};  // products of 2..this many rows on own ke
 std::atomic<int64_t> g_axpy_rows{16};
 
 #include "blas_kernels.h"  // Gemv, the kernels and gemv_part
+#include "blas_attention.h"  // Attn and attn_part
 
 #if ANNO_OWN_GEMV
 // Workers 1..n-1 of the current call; the caller is part 0. Never destroyed (workers may sleep on its
@@ -79,6 +83,8 @@ struct Pool {
   std::atomic<uint64_t> epoch{0};
   std::atomic<int> pending{0}, sleepers{0};
   Gemv job{};
+  Attn attn{};
+  bool attending = false;  // the call's job: attn (attn_part) rather than job (gemv_part)
   int parts = 1;
   std::vector<std::vector<float>> scratch;  // [part] -> out floats
   int workers = 0;
@@ -99,8 +105,29 @@ void work(Pool* p, int k, uint64_t seen) {  // seen: the epoch at its creation (
       }
     }
     seen = p->epoch.load();
-    if (k < p->parts) gemv_part(p->job, k, p->parts, p->scratch[k].data());
+    if (k < p->parts && p->attending) attn_part(p->attn, k, p->parts);
+    else if (k < p->parts) gemv_part(p->job, k, p->parts, p->scratch[k].data());
     p->pending.fetch_sub(1);
+  }
+}
+
+// Publishes the call's job (written by the caller, which holds p->busy) to workers 1..n-1, starting any missing.
+void launch(Pool* p, int n) {
+  // a new worker must not take the current epoch for a call: it would run a job still being written
+  while (p->workers < n - 1) std::thread(work, p, ++p->workers, p->epoch.load()).detach();
+  p->parts = n;
+  p->pending.store(p->workers);
+  p->epoch.fetch_add(1);  // publishes job and parts to the workers
+  if (p->sleepers.load() > 0) {
+    std::lock_guard<std::mutex> lock(p->mu);
+    p->cv.notify_all();
+  }
+}
+
+void join(Pool* p) {
+  for (int spins = 0; p->pending.load() > 0; ++spins) {
+    if (spins < YIELD_AFTER) _mm_pause();
+    else std::this_thread::yield();  // a worker that is not running: give it this core
   }
 }
 
@@ -111,28 +138,30 @@ void gemv(const Gemv& g, int64_t threads) {
   Pool* p = g_pool;
   std::unique_lock<std::mutex> mine(p->busy, std::try_to_lock);
   if (n == 1 || !mine.owns_lock()) return gemv_part(g, 0, 1, nullptr);  // (or another call holds the workers)
-  // a new worker must not take the current epoch for a call: it would run a job still being written
-  while (p->workers < n - 1) std::thread(work, p, ++p->workers, p->epoch.load()).detach();
   p->scratch.resize(std::max<size_t>(p->scratch.size(), n));
   for (int k = 1; k < n; ++k) p->scratch[k].resize(g.out * g.rows);
   p->job = g;
-  p->parts = n;
-  p->pending.store(p->workers);
-  p->epoch.fetch_add(1);  // publishes job and parts to the workers
-  if (p->sleepers.load() > 0) {
-    std::lock_guard<std::mutex> lock(p->mu);
-    p->cv.notify_all();
-  }
+  p->attending = false;
+  launch(p, n);
   gemv_part(g, 0, n, nullptr);
-  for (int spins = 0; p->pending.load() > 0; ++spins) {
-    if (spins < YIELD_AFTER) _mm_pause();
-    else std::this_thread::yield();  // a worker that is not running: give it this core
-  }
+  join(p);
   if (!by_out)
     for (int k = 1; k < n; ++k) {
       const float* s = p->scratch[k].data();
       for (int64_t j = 0; j < g.out * g.rows; ++j) g.y[j] += s[j];
     }
+}
+
+void attend_on_pool(const Attn& a, int64_t threads) {
+  const int n = static_cast<int>(std::max<int64_t>(1, std::min({threads, a.rows * a.heads, int64_t(64)})));
+  Pool* p = g_pool;
+  std::unique_lock<std::mutex> mine(p->busy, std::try_to_lock);
+  if (n == 1 || !mine.owns_lock()) return attn_part(a, 0, 1);
+  p->attn = a;
+  p->attending = true;
+  launch(p, n);
+  attn_part(a, 0, n);
+  join(p);
 }
 
 void reset_after_fork() { g_pool = new Pool; }  // the child has none of the parent's workers
@@ -238,6 +267,41 @@ at::Tensor linear_q8(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
   at::Tensor wf = w.to(at::kFloat).mul_(s.unsqueeze(1));  // the fp32 weights, then one GEMM
   return b.has_value() ? at::linear(x, wf, *b) : at::linear(x, wf);
 }
+
+// q [rows, heads * hd] (any row stride, unit column stride: a view of the qkv product); kc, vc [slots, heads,
+// width, hd] contiguous float32 caches holding this call's keys already; slot, pos [rows] int64. Returns o [rows,
+// heads * hd]: each row's attention over its slot's keys 0..pos (engine/blas_attention.h).
+at::Tensor attend(const at::Tensor& q, const at::Tensor& kc, const at::Tensor& vc, const at::Tensor& slot,
+                  const at::Tensor& pos, double scale, int64_t threads) {
+  TORCH_CHECK(threads >= 1 && threads <= 1024, "anno::anno_attend: threads must be in [1, 1024], got ", threads);
+  TORCH_CHECK(kc.dim() == 4 && kc.sizes() == vc.sizes(), "anno::anno_attend: kc and vc must be [slots, heads, "
+              "width, hd] alike, got ", kc.sizes(), " and ", vc.sizes());
+  TORCH_CHECK(kc.scalar_type() == at::kFloat && vc.scalar_type() == at::kFloat && q.scalar_type() == at::kFloat,
+              "anno::anno_attend: q, kc and vc must be float32");
+  TORCH_CHECK(kc.is_contiguous() && vc.is_contiguous(), "anno::anno_attend: kc and vc must be contiguous");
+  const int64_t slots = kc.size(0), heads = kc.size(1), width = kc.size(2), hd = kc.size(3);
+  TORCH_CHECK(q.dim() == 2 && q.size(1) == heads * hd && q.stride(1) == 1, "anno::anno_attend: q must be [rows, ",
+              heads * hd, "] with unit column stride, got ", q.sizes(), " strides ", q.strides());
+  const int64_t rows = q.size(0);
+  for (const at::Tensor* t : {&slot, &pos})
+    TORCH_CHECK(t->dim() == 1 && t->size(0) == rows && t->scalar_type() == at::kLong && t->is_contiguous(),
+                "anno::anno_attend: slot and pos must be contiguous int64 [", rows, "], got ", t->sizes());
+  const int64_t* S = slot.data_ptr<int64_t>();
+  const int64_t* P = pos.data_ptr<int64_t>();
+  for (int64_t r = 0; r < rows; ++r)
+    TORCH_CHECK(S[r] >= 0 && S[r] < slots && P[r] >= 0 && P[r] < width, "anno::anno_attend: row ", r, " has slot ",
+                S[r], " (slots ", slots, ") and pos ", P[r], " (width ", width, ")");
+  at::Tensor o = at::empty({rows, heads * hd}, q.options());
+  if (rows == 0) return o;
+  const Attn a{q.data_ptr<float>(), q.stride(0), kc.data_ptr<float>(), vc.data_ptr<float>(), S, P, rows, heads,
+               width, hd, static_cast<float>(scale), o.data_ptr<float>()};
+#if ANNO_OWN_GEMV
+  attend_on_pool(a, threads);
+#else
+  attn_part(a, 0, 1);
+#endif
+  return o;
+}
 }  // namespace
 
 extern "C" {
@@ -269,6 +333,21 @@ __attribute__((visibility("default"))) AOTITorchError anno_linear_q8_c(AtenTenso
   });
 }
 
+// anno::anno_attend's C entry, as aoti_torch_cpu_anno_attend (engine/blas_shim.c).
+__attribute__((visibility("default"))) AOTITorchError anno_attend_c(AtenTensorHandle q, AtenTensorHandle kc,
+                                                                    AtenTensorHandle vc, AtenTensorHandle slot,
+                                                                    AtenTensorHandle pos, double scale,
+                                                                    int64_t threads, AtenTensorHandle* ret0) {
+  AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE({
+    RECORD_FUNCTION("anno::anno_attend", c10::ArrayRef<const c10::IValue>{});
+    using torch::aot_inductor::tensor_handle_to_tensor_pointer;
+    at::Tensor o = attend(*tensor_handle_to_tensor_pointer(q), *tensor_handle_to_tensor_pointer(kc),
+                          *tensor_handle_to_tensor_pointer(vc), *tensor_handle_to_tensor_pointer(slot),
+                          *tensor_handle_to_tensor_pointer(pos), scale, threads);
+    *ret0 = torch::aot_inductor::new_tensor_handle(std::move(o));
+  });
+}
+
 // mode 1: one-row products on this file's kernels, 0: on OpenBLAS's sgemv, -1: only ask. Returns the mode
 // now in force, or -1 when mode 1 is asked of a build without them (no AVX2 + FMA). For benchmarks/blas.py.
 __attribute__((visibility("default"))) int anno_blas_gemv_kernel(int mode) {
@@ -295,8 +374,10 @@ __attribute__((visibility("default"))) int64_t anno_blas_axpy_rows(int64_t rows)
 TORCH_LIBRARY(anno, m) {
   m.def("anno_linear(Tensor x, Tensor w, Tensor? b, bool out_in, int threads) -> Tensor");
   m.def("anno_linear_q8(Tensor x, Tensor w, Tensor scale, Tensor? b, int threads) -> Tensor");
+  m.def("anno_attend(Tensor q, Tensor kc, Tensor vc, Tensor slot, Tensor pos, float scale, int threads) -> Tensor");
 }
 TORCH_LIBRARY_IMPL(anno, CPU, m) {
   m.impl("anno_linear", linear);
   m.impl("anno_linear_q8", linear_q8);
+  m.impl("anno_attend", attend);
 }

@@ -1,10 +1,11 @@
-"""The matrix products of the compiled decode step: the `anno::anno_linear` torch op (engine/blas.cpp: one row
-on its own prefetching GEMV kernels and worker threads, a few rows on its own panel kernels, many on
-OpenBLAS's sgemm) and its weight-only
-int8 twin `anno::anno_linear_q8` (engine/int8.py's layers) -- finding the
-OpenBLAS library numpy ships, building the op's library for this CPU with the C++ compiler AOTInductor uses
-(once per torch version, source, OpenBLAS and CPU; ~15 s), keeping it beside the compiled packages, loading
-it, its shape function for torch.export, and the C shim declaration AOTInductor needs to call it directly.
+"""The matrix products and attention of the compiled decode step: the `anno::anno_linear` torch op
+(engine/blas.cpp: one row on its own prefetching GEMV kernels and worker threads, a few rows on its own panel
+kernels, many on OpenBLAS's sgemm), its weight-only int8 twin `anno::anno_linear_q8` (engine/int8.py's layers)
+and `anno::anno_attend` (engine/blas_attention.h: each row's attention over its own keys, on the same workers)
+-- finding the OpenBLAS library numpy ships, building the op's library for this CPU with the C++ compiler
+AOTInductor uses (once per torch version, source, OpenBLAS and CPU; ~15 s), keeping it beside the compiled
+packages, loading it, its shape functions for torch.export, and the C shim declarations AOTInductor needs to
+call it directly.
 
 Why: engine/compiled_step.py's step spends most of a token in one-row matrix products, and on this machine
 (AMD EPYC, MKL 2024.2 inside torch) MKL's are slow: the 12x768 model's 49 one-row products per token stream
@@ -30,6 +31,7 @@ import torch
 
 SOURCE = Path(__file__).with_name("blas.cpp")
 KERNELS = Path(__file__).with_name("blas_kernels.h")  # included by SOURCE
+ATTENTION = Path(__file__).with_name("blas_attention.h")  # included by SOURCE
 SHIM_SOURCE = Path(__file__).with_name("blas_shim.c")  # the symbol compiled steps call; see that file
 # (sgemv, sgemm, integer type) of the OpenBLAS builds numpy ships: scipy-openblas64 (numpy >= 2 wheels, ILP64,
 # prefixed symbols), scipy-openblas32, and a plain libopenblas.
@@ -42,6 +44,8 @@ C_SHIM = ("AOTITorchError aoti_torch_cpu_anno_linear(AtenTensorHandle x, AtenTen
           "int32_t out_in, int64_t threads, AtenTensorHandle* ret0)")
 C_SHIM_Q8 = ("AOTITorchError aoti_torch_cpu_anno_linear_q8(AtenTensorHandle x, AtenTensorHandle w, AtenTensorHandle "
              "scale, AtenTensorHandle* b, int64_t threads, AtenTensorHandle* ret0)")
+C_SHIM_ATTEND = ("AOTITorchError aoti_torch_cpu_anno_attend(AtenTensorHandle q, AtenTensorHandle kc, AtenTensorHandle vc, "
+                 "AtenTensorHandle slot, AtenTensorHandle pos, double scale, int64_t threads, AtenTensorHandle* ret0)")
 _lock = threading.Lock()
 _library: list = [None]  # the loaded library (ctypes), for gemv_kernel
 _failed: dict[Path, str] = {}  # library -> why its build or load failed in this process (not retried)
@@ -70,16 +74,17 @@ def find_openblas() -> tuple[Path, tuple[str, str, str]] | str:
 
 @functools.lru_cache(maxsize=1)
 def source_digest() -> str:
-    """engine/blas.cpp's, engine/blas_kernels.h's and engine/blas_shim.c's digest: libraries and compiled
-    packages built from other source are not reused."""
-    if not (SOURCE.is_file() and KERNELS.is_file() and SHIM_SOURCE.is_file()):
+    """engine/blas.cpp's, its headers' and engine/blas_shim.c's digest: libraries and compiled packages built
+    from other source are not reused."""
+    files = (SOURCE, KERNELS, ATTENTION, SHIM_SOURCE)
+    if not all(f.is_file() for f in files):
         return "missing"
-    return hashlib.sha256(SOURCE.read_bytes() + KERNELS.read_bytes() + SHIM_SOURCE.read_bytes()).hexdigest()
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
 
 
 def loaded() -> bool:
-    """Whether anno::anno_linear (and anno::anno_linear_q8) is registered in this process."""
-    return hasattr(torch.ops, "anno") and hasattr(torch.ops.anno, "anno_linear_q8")
+    """Whether anno::anno_linear (and anno::anno_linear_q8, anno::anno_attend) is registered in this process."""
+    return hasattr(torch.ops, "anno") and hasattr(torch.ops.anno, "anno_attend")
 
 
 def library_file(folder: Path) -> Path | str:
@@ -146,6 +151,7 @@ def load(path: Path) -> None:
         _library[0] = ctypes.CDLL(str(path))
         shim.anno_shim_set(ctypes.cast(_library[0].anno_linear_c, ctypes.c_void_p))
         shim.anno_shim_set_q8(ctypes.cast(_library[0].anno_linear_q8_c, ctypes.c_void_p))
+        shim.anno_shim_set_attend(ctypes.cast(_library[0].anno_attend_c, ctypes.c_void_p))
 
         @torch.library.register_fake("anno::anno_linear")
         def _shape(x, w, b, out_in, threads):
@@ -154,6 +160,10 @@ def load(path: Path) -> None:
         @torch.library.register_fake("anno::anno_linear_q8")
         def _shape_q8(x, w, scale, b, threads):
             return x.new_empty(x.shape[0], w.shape[0])
+
+        @torch.library.register_fake("anno::anno_attend")
+        def _shape_attend(q, kc, vc, slot, pos, scale, threads):
+            return q.new_empty(q.shape[0], kc.shape[1] * kc.shape[3])
 
 
 def unavailable(folder: Path, cxx: str | None = None) -> str | None:
@@ -192,6 +202,15 @@ def linear_q8(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor, b: torch.Te
     (engine/int8.py's layers), x and the result float32, on `threads` threads (the op's workers; from 64 rows
     a dequantized copy through at::linear on torch's threads). Needs `unavailable(...)` to be None."""
     return torch.ops.anno.anno_linear_q8(x, w, scale, b, threads)
+
+
+def attend(q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, slot: torch.Tensor, pos: torch.Tensor,
+           scale: float, threads: int = 1) -> torch.Tensor:
+    """Each row's attention over its KV-cache slot: softmax(scale * q . K[slot, h, :pos+1]) @ V[slot, h, :pos+1]
+    per head. q [rows, heads * hd] (unit column stride), kc and vc [slots, heads, width, hd] contiguous float32
+    (holding the rows' own keys already), slot and pos [rows] int64; returns [rows, heads * hd], on `threads`
+    threads (the op's workers; engine/blas_attention.h). Needs `unavailable(...)` to be None."""
+    return torch.ops.anno.anno_attend(q, kc, vc, slot, pos, scale, threads)
 
 
 def _loaded_library():

@@ -4,7 +4,8 @@ cache shape, so a step is one call instead of ~100 torch ops; the same function 
 
 Why: the demo model's lean step (4x128, vocab 8000) is dispatch-bound, a few to tens of microseconds of
 overhead per op for little arithmetic. Compiled, each layer is 4 matrix products plus 3 fused C++ kernels (the
-cache write, masked softmax attention and both matmuls of a head are one kernel), called from C++. The matrix
+cache write, masked softmax attention and both matmuls of a head are one kernel; with engine/blas.py's op,
+its own attention), called from C++. The matrix
 products are engine/blas.py's op where its library builds (`openblas()`; packages are keyed on it; its
 own kernels, OpenBLAS for many rows; called through its C shim; on one thread for small models' one-slot packages,
 `op_threads`), else MKL's at::addmm: 40.1 -> 57.8 tok/s on 12x768 at two threads, 37.2 -> 43.0 at one, the
@@ -74,9 +75,10 @@ MAX_WEIGHTS = 128_000_000
 BATCH_CACHE_BYTES = 64 << 20
 _RECHECK_S = 1.0  # how often an engine looks for a package that another process may have built
 # Prompts of up to this many tokens are prefilled by the compiled package, longer ones by LeanGPT2's eager
-# forward: the package's attention is a per-row loop over the whole cache width on one thread, where eager
+# forward: the package's attention was then a per-row loop over the whole cache width on one thread, where eager
 # SDPA is a causal flash kernel on torch's threads. 12x768 at two threads (2026-11-30, /tmp/s9_slm.py and
-# s9_long.py): 20 tokens 70-75 ms compiled vs 95-100 eager, 48 tokens 87 vs 129, 160 tokens 366 vs 343.
+# s9_long.py): 20 tokens 70-75 ms compiled vs 95-100 eager, 48 tokens 87 vs 129, 160 tokens 366 vs 343
+# (before the op's attention, `_Step.attend`).
 PREFILL_ROWS = 64
 # Models whose weights a token reads are at most this many bytes run the op's products on one thread (the
 # caller): they sit in cache, splitting them gains little, and a worker that shares the 2 cores with
@@ -175,16 +177,26 @@ class _Step(torch.nn.Module):
             q, k, v = self.layer(a, blk.attn.c_attn).split(d, dim=1)
             kc.index_put_((rows, heads, at), k.view(B, H, hd))
             vc.index_put_((rows, heads, at), v.view(B, H, hd))
-            # explicit softmax attention: inductor fuses it with the cache write into one kernel (SDPA stays
-            # a separate flash-attention call, 15% slower per step here)
-            s = (q.view(B, H, 1, hd) @ kc[slot].transpose(-1, -2)) * blk.attn.scaling
-            o = torch.softmax(s.masked_fill(masked, float("-inf")), dim=-1) @ vc[slot]
-            h = self.layer(o.reshape(B, d), blk.attn.c_proj) + h
+            h = self.layer(self.attend(q, kc, vc, slot, pos, masked, blk.attn.scaling), blk.attn.c_proj) + h
             m = F.layer_norm(h, (d,), blk.ln_2.weight, blk.ln_2.bias, self.eps)
             f = blk.mlp.act(self.layer(m, blk.mlp.c_fc))
             h = h + self.layer(f, blk.mlp.c_proj)
         h = F.layer_norm(h[last], (d,), t.ln_f.weight, t.ln_f.bias, self.eps)
         return self.layer(h, self.model.lm_head)
+
+    def attend(self, q, kc, vc, slot, pos, masked, scale):
+        """Each row's attention over its slot's keys 0..pos -> [rows, d]: engine/blas.py's op where the package
+        uses it (each row's keys read once, up to its own position, on the op's threads), else an explicit
+        softmax that inductor fuses with the cache write into one kernel (SDPA stays a separate flash-attention
+        call, 15% slower per step), which runs on one thread over the whole cache width. 12x768, 8-slot package
+        of width 128, keys at position 60, two alternated runs on a slow day (13 GB/s copies; /tmp/s11/ab.py,
+        2026-12-01): a step of 4 rows 42.7 / 44.5 ms with inductor's kernel, 36.6 / 37.5 with the op, 34.3 /
+        36.1 with no attention at all; 1 row 28.9 / 31.1, 27.8 / 28.9 and 26.1 / 29.3."""
+        if self.blas_threads:
+            return blas.attend(q, kc, vc, slot, pos, scale, self.blas_threads)
+        B, H, hd = q.shape[0], kc.shape[1], kc.shape[3]
+        s = (q.view(B, H, 1, hd) @ kc[slot].transpose(-1, -2)) * scale
+        return (torch.softmax(s.masked_fill(masked, float("-inf")), dim=-1) @ vc[slot]).reshape(B, H * hd)
 
     def layer(self, x, m):
         """m(x) for a Conv1D (x @ w + b, w [in, out]), the bias-free lm_head nn.Linear (w [out, in]) or an
@@ -283,7 +295,8 @@ def compile_runner(model, slots: int, width: int, use_openblas: bool | None = No
             if use:  # the ops' C shims, called directly (the proxy executor parses every call's arguments)
                 ops = torch.ops.anno
                 configs["aot_inductor.custom_ops_to_c_shims"] = {ops.anno_linear.default: [blas.C_SHIM],
-                                                                 ops.anno_linear_q8.default: [blas.C_SHIM_Q8]}
+                                                                 ops.anno_linear_q8.default: [blas.C_SHIM_Q8],
+                                                                 ops.anno_attend.default: [blas.C_SHIM_ATTEND]}
             tmp = torch._inductor.aoti_compile_and_package(ep, package_path=os.path.join(d, "step.pt2"),
                                                            inductor_configs=configs)
             os.replace(tmp, pkg)

@@ -2,7 +2,8 @@
 for both weight layouts, one and several rows, with and without a bias, on its own kernels and on OpenBLAS's,
 on 1-3 threads, with sizes that leave remainders; it never writes its inputs; calls from several threads at
 once and after a fork are right; bad inputs get clear errors; its library is built once and reused; a
-compiled step calls it once per product, directly."""
+compiled step calls it once per product, directly. Its attention (anno::anno_attend) equals a plain softmax
+attention over each row's own keys, for head sizes that use every kernel path, on 1-3 threads."""
 from __future__ import annotations
 
 import os
@@ -157,7 +158,7 @@ def test_only_the_entry_point_goes_global(op):
     import ctypes
 
     everything = ctypes.CDLL(None)  # the global scope
-    assert hasattr(everything, "aoti_torch_cpu_anno_linear")
+    assert hasattr(everything, "aoti_torch_cpu_anno_linear") and hasattr(everything, "aoti_torch_cpu_anno_attend")
     assert not hasattr(everything, "anno_linear_c")  # the op's own library
     assert not hasattr(everything, blas.find_openblas()[1][0])  # numpy's OpenBLAS, which it links
 
@@ -186,7 +187,8 @@ def test_library_is_built_once_and_reused(op):
 
 
 def test_compiled_step_calls_the_op_once_per_product(op):
-    """A compiled step runs 4 products a layer plus the lm_head through anno::anno_linear, called directly
+    """A compiled step runs 4 products a layer plus the lm_head through anno::anno_linear and each layer's
+    attention through anno::anno_attend, called directly
     through its C shim (its record seen by the profiler at run time; the proxy executor is not used), and its
     logits equal the at::addmm-compiled step's."""
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -203,11 +205,12 @@ def test_compiled_step_calls_the_op_once_per_product(op):
             engine.prefill([1, 2, 3], cache, 0)
             with torch.profiler.profile() as prof:
                 logits[use] = engine.step(torch.tensor([[4]]), cache)
-        calls[use] = sum(e.name == "anno::anno_linear" for e in prof.events())
-    assert calls == {True: 2 * 4 + 1, False: 0}
+        calls[use] = [sum(e.name == f"anno::anno_{op}" for e in prof.events()) for op in ("linear", "attend")]
+    assert calls == {True: [2 * 4 + 1, 2], False: [0, 0]}
     with zipfile.ZipFile(C.package_path(m, 1, 64, use_openblas=True)) as z:
         wrapper = "".join(z.read(n).decode() for n in z.namelist() if n.endswith("wrapper.cpp"))
     assert wrapper.count("aoti_torch_cpu_anno_linear(") == 2 * 4 + 1 + 1  # the calls and the declaration
+    assert wrapper.count("aoti_torch_cpu_anno_attend(") == 2 + 1
     assert "aoti_torch_proxy_executor_call_function" not in wrapper
     torch.testing.assert_close(logits[True], logits[False], rtol=1e-5, atol=1e-5)
 
@@ -223,3 +226,52 @@ def test_small_models_run_the_op_on_one_thread(monkeypatch):
     big = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=768, n_head=12, n_positions=64, vocab_size=8000))
     assert C.op_threads(small) == C.op_threads(small, 1) == 1 and C.op_threads(small, 8) == 3
     assert sum(p.numel() * 4 for p in big.parameters()) > C.SMALL_WEIGHT_BYTES and C.op_threads(big) == C.op_threads(big, 8) == 3
+
+
+def _attention(q, kc, vc, slot, pos, scale):
+    """The reference: each row's softmax attention over its slot's keys 0..pos, per head."""
+    heads, hd = kc.shape[1], kc.shape[3]
+    out = []
+    for r in range(q.shape[0]):
+        k, v = kc[slot[r], :, :pos[r] + 1], vc[slot[r], :, :pos[r] + 1]
+        s = (q[r].view(heads, 1, hd) @ k.transpose(-1, -2)) * scale
+        out.append((torch.softmax(s, dim=-1) @ v).reshape(heads * hd))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("slots, heads, width, hd", [(8, 12, 128, 64), (4, 4, 256, 32), (3, 3, 16, 20),
+                                                     (2, 2, 40, 72)])  # 64/32/8-wide blocks and the scalar tail
+def test_attend_equals_reference(op, threads, slots, heads, width, hd):
+    g = torch.Generator().manual_seed(slots * 100 + hd)
+    kc, vc = torch.randn(slots, heads, width, hd, generator=g), torch.randn(slots, heads, width, hd, generator=g)
+    qkv = torch.randn(6, 3 * heads * hd, generator=g)
+    q = qkv[:, :heads * hd]  # a view with the qkv product's row stride, as in the compiled step
+    slot = torch.tensor([0, slots - 1, 1, 0, slots - 1, 1])
+    pos = torch.tensor([0, width - 1, 5, width // 2, 1, width - 2])
+    kept = [t.clone() for t in (qkv, kc, vc)]
+    got = blas.attend(q, kc, vc, slot, pos, hd ** -0.5, threads)
+    assert got.shape == (6, heads * hd) and got.is_contiguous()
+    torch.testing.assert_close(got, _attention(q, kc, vc, slot, pos, hd ** -0.5), rtol=1e-5, atol=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(kept, (qkv, kc, vc)))
+    one = blas.attend(q[:0], kc, vc, slot[:0], pos[:0], 1.0, threads)
+    assert one.shape == (0, heads * hd)
+
+
+def test_attend_bad_inputs_get_clear_errors(op):
+    kc, vc = torch.randn(2, 3, 16, 8), torch.randn(2, 3, 16, 8)
+    q, slot, pos = torch.randn(2, 24), torch.tensor([0, 1]), torch.tensor([3, 15])
+    with pytest.raises(RuntimeError, match=r"row 1 has slot 1 \(slots 2\) and pos 16 \(width 16\)"):
+        blas.attend(q, kc, vc, slot, pos + 1, 1.0)
+    with pytest.raises(RuntimeError, match="row 0 has slot 2"):
+        blas.attend(q, kc, vc, slot + 2, pos, 1.0)
+    with pytest.raises(RuntimeError, match=r"q must be \[rows, 24\]"):
+        blas.attend(torch.randn(2, 20), kc, vc, slot, pos, 1.0)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        blas.attend(q, kc.transpose(2, 3).contiguous().transpose(2, 3), vc, slot, pos, 1.0)
+    with pytest.raises(RuntimeError, match="float32"):
+        blas.attend(q.double(), kc.double(), vc.double(), slot, pos, 1.0)
+    with pytest.raises(RuntimeError, match="int64"):
+        blas.attend(q, kc, vc, slot.int(), pos, 1.0)
+    with pytest.raises(RuntimeError, match="alike"):
+        blas.attend(q, kc, vc[:1], slot, pos, 1.0)
