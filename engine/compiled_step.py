@@ -78,7 +78,8 @@ _RECHECK_S = 1.0  # how often an engine looks for a package that another process
 # forward: the package's attention was then a per-row loop over the whole cache width on one thread, where eager
 # SDPA is a causal flash kernel on torch's threads. 12x768 at two threads (2026-11-30, /tmp/s9_slm.py and
 # s9_long.py): 20 tokens 70-75 ms compiled vs 95-100 eager, 48 tokens 87 vs 129, 160 tokens 366 vs 343
-# (before the op's attention, `_Step.attend`).
+# (before the op's attention, `_Step.attend`). With it (2026-12-01, one noisy run, /tmp/s11/pf.py), compiled vs
+# eager: 100 tokens 236 vs 234 ms, 160 tokens 308 vs 386, 250 tokens 543 vs 510: no clear win, so the limit stays.
 PREFILL_ROWS = 64
 # Models whose weights a token reads are at most this many bytes run the op's products on one thread (the
 # caller): they sit in cache, splitting them gains little, and a worker that shares the 2 cores with
