@@ -33,6 +33,17 @@ terminus post quem from the dated lexicon (year = max(year, latest first-atteste
 evals.anachronism.check, confidence >= 0.5 / 0.9)) 12.9 / 12.6 with the gate at 30 against 12.7 (a split
 "tea" in a 1551 text costs 104 years), so not used. Earlier: ridge straight onto the year 23 (shrinks to the
 mean); sigma 10 / 20 / 30 gave 15.8 / 14.6 / 14.3 (leave-source-out, 40 passages per source).
+Tried 2026-12-01 on the same CV with the two views and the gate (global vocabulary, the folds' own inner
+calibration; 12.37 as served): label sigma 20 / 15, 13.28 / 13.48 (ELTeC's 1840s novels, dated 14 years
+early on average, 11.1 / 9.2; every other archive worse); the lexis view with apostrophes dropped and "&" read as
+"and" (modern editions print "I'll" for "Ile" and expand "&"; the largest pushes toward the 1670s of
+Shakespeare's lexis estimate) 12.42; a monotone map from estimate to year fitted on the inner folds' texts
+(isotonic / local-linear, bandwidth 10-40) 12.49-12.91 (ELTeC gains what Standard Ebooks loses: the two sit at
+the period's end with opposite biases, -14 and +6.5); shifting lexis-dated texts by the inner folds' mean
+lateness of their own lexis-dated texts 12.91-13.63 (with Shakespeare held out only Pepys's diary and one ECCO
+text are left to learn it from, and their residuals disagree). The 8 NLTK plays stay 48-70 years late in
+the lexis view (its distribution peaks at 1640-1670: the corpus has no drama before 1638), which is most of
+the gap to 10.
 
 Bad input never raises for a str: empty text, or text with under MIN_EVIDENCE known features (CJK, binary),
 gets the corpus prior and flag "empty" / "no_evidence"; under 100 words the flag is "short" (dated; CV on
