@@ -217,7 +217,7 @@ def _decode(
             else:
                 out = model(input_ids=step_input, past_key_values=past, use_cache=True, logits_to_keep=1)
                 past, logits = out.past_key_values, out.logits[:, -1]
-            scores = procs(seq, logits.to(dtype=torch.float32)) if procs else logits.to(dtype=torch.float32)
+            scores = procs(seq, logits.to(dtype=torch.float32))
             if gen is None:
                 nxt = torch.argmax(scores, dim=-1, keepdim=True)
             else:
