@@ -19,9 +19,9 @@
 //  - a software prefetch 8 rows ahead: a plain 2-thread read of 368 MB here runs at 21.1 GB/s, 24.6 with it.
 // On one thread OpenBLAS's sgemv is faster on large [in, out] weights (see `linear`), which then go to it; on
 // the demo model's small matrices these kernels are faster (0.19-0.20 vs 0.28-0.29 ms).
-// The compiled step's own kernels are single-threaded (engine/compiled_step.py), so no torch OpenMP pool spins
+// The compiled step's own kernels are single-threaded (engine/step_package.py), so no torch OpenMP pool spins
 // against these workers. Ahead-of-time compiled steps call aoti_torch_cpu_anno_linear directly (no proxy
-// executor: engine/compiled_step.py declares it; engine/blas_shim.c says why it goes through a second library).
+// executor: engine/step_package.py declares it; engine/blas_shim.c says why it goes through a second library).
 // anno::anno_attend, the step's attention over its KV cache, runs on the same workers (engine/blas_attention.h).
 #include <ATen/ATen.h>
 #include <ATen/record_function.h>

@@ -1,7 +1,7 @@
 // Attention of the compiled decode step over its KV cache (anno::anno_attend, engine/blas.cpp): for every row r
 // and head h, softmax(scale * q . K[slot r, h, 0..pos r]) @ V[slot r, h, 0..pos r]. Included by engine/blas.cpp.
 //
-// Why not inductor's own fused kernel (engine/compiled_step.py's explicit softmax, the step before 2026-12-01): it
+// Why not inductor's own fused kernel (engine/step_package.py's explicit softmax, the step before 2026-12-01): it
 // runs on one thread (the packages that call the op are compiled single-threaded), strided, and over the whole
 // cache width whatever the rows' lengths. Measured on the 12x768 model, 8-slot package of width 128, keys at
 // position 60, a slow day of this 2-core machine (13 GB/s copies; /tmp/s11/ab.py): a step of 1 row 29.1 ms with
@@ -27,10 +27,7 @@ inline float dot8(const float* a, const float* b, int64_t n) {  // n a multiple 
     s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
   }
   if (i < n) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-  s0 = _mm256_add_ps(s0, s1);
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
-  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+  return hsum(_mm256_add_ps(s0, s1));  // engine/blas_kernels.h's
 }
 
 // o[0..8R) = inv * sum_j s[j] * V[j, 0..8R): R registers of outputs over all keys, V read in order.

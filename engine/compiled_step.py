@@ -8,7 +8,7 @@ cache write, masked softmax attention and both matmuls of a head are one kernel;
 its own attention), called from C++. The matrix
 products are engine/blas.py's op where its library builds (`openblas()`; packages are keyed on it; its
 own kernels, OpenBLAS for many rows; called through its C shim; on one thread for small models' one-slot packages,
-`op_threads`), else MKL's at::addmm: 40.1 -> 57.8 tok/s on 12x768 at two threads, 37.2 -> 43.0 at one, the
+`step_package.op_threads`), else MKL's at::addmm: 40.1 -> 57.8 tok/s on 12x768 at two threads, 37.2 -> 43.0 at one, the
 demo model 1,020 -> 1,537 at two (benchmarks/generate.py's `aten_mm` variant, one process per variant,
 2026-11-30; same greedy ids). Against the lean step, in one process with every variant (which slowed
 CTranslate2, so its figures there are not used): demo model 0.44 vs 1.37 ms a token at one thread (torch.compile
@@ -34,9 +34,9 @@ shape's package exists, and `precompile` (`cli.py compile-step`, which app.py st
 process) builds the packages. Models above MAX_WEIGHTS are not compiled (unmeasured; compile time grows
 with the model). The weights are not copied: the package holds no constants and is given the model's own
 parameters (user-managed), so in-place weight updates are seen. The same package prefills a prompt of up
-to PREFILL_ROWS tokens in one call (each prompt token is a row of its slot: `_Step`); longer prompts, and
-any before a package exists, take LeanGPT2's eager prefill, which writes the same cache. Demo model, 23
-tokens: 1.4-1.6 ms against 2.8 eager; time to the first token of `stream` 3.8-4.4 ms against 6.9 (with
+to PREFILL_ROWS tokens in one call (each prompt token is a row of its slot: engine/step_package.py's
+`_Step`); longer prompts, and any before a package exists, take LeanGPT2's eager prefill, which writes the
+same cache. Demo model, 23 tokens: 1.4-1.6 ms against 2.8 eager; time to the first token of `stream` 3.8-4.4 ms against 6.9 (with
 `engine_for`'s cheaper recheck, below); 12x768, 20 tokens: 70-75 ms against 95-100 (2026-11-30,
 /tmp/s9_pf.py, s9_ttft.py, s9_slm.py).
 
@@ -47,26 +47,23 @@ threads ~145 tok/s against ~58 in fp32, the demo model's greedy ids equal to the
 """
 from __future__ import annotations
 
-import functools
-import hashlib
-import inspect
 import json
-import os
-import shutil
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from engine import blas
 from engine.int8 import Int8Linear
 from engine.fastpath import KVCache, LeanGPT2
 from engine.fastpath import unsupported as lean_unsupported
+# The package itself (what is compiled, its key, build and load): engine/step_package.py. Its names are
+# compiled_step's too, as callers and tests use them.
+from engine.step_package import (  # noqa: F401
+    MIN_WIDTH, SMALL_WEIGHT_BYTES, _int8_layers, compile_runner, cxx_compiler, max_rows,
+    op_threads, openblas, package_dir, package_path, width_for,
+)
 
-MIN_WIDTH = 64
 # Measured up to the 12x768 shape (92M: 1.26x lean at one thread, 1.8x at two); larger models keep LeanGPT2.
 MAX_WEIGHTS = 128_000_000
 # The batcher's fixed cache (every slot at the full context) above this is not used: its cache grows with the
@@ -78,30 +75,10 @@ _RECHECK_S = 1.0  # how often an engine looks for a package that another process
 # forward: the package's attention was then a per-row loop over the whole cache width on one thread, where eager
 # SDPA is a causal flash kernel on torch's threads. 12x768 at two threads (2026-11-30, /tmp/s9_slm.py and
 # s9_long.py): 20 tokens 70-75 ms compiled vs 95-100 eager, 48 tokens 87 vs 129, 160 tokens 366 vs 343
-# (before the op's attention, `_Step.attend`). With it (2026-12-01, one noisy run, /tmp/s11/pf.py), compiled vs
-# eager: 100 tokens 236 vs 234 ms, 160 tokens 308 vs 386, 250 tokens 543 vs 510: no clear win, so the limit stays.
+# (before the op's attention, step_package's `_Step.attend`). With it (2026-12-01, one noisy run,
+# /tmp/s11/pf.py), compiled vs eager: 100 tokens 236 vs 234 ms, 160 tokens 308 vs 386, 250 tokens 543 vs
+# 510: no clear win, so the limit stays.
 PREFILL_ROWS = 64
-# Models whose weights a token reads are at most this many bytes run the op's products on one thread (the
-# caller): they sit in cache, splitting them gains little, and a worker that shares the 2 cores with
-# whatever else spins (torch's OpenMP threads after the eager prefill spin ~6 ms) slows every step. Demo model
-# (7.4 MB), 2 threads, stream, 4 alternated pairs of processes (2026-11-30, /tmp/s8/demo_t1.py): 1,465-2,051
-# tok/s (median 1,687) on one thread against 1,330-1,703 (median 1,600) with a worker. 12x768 (368 MB) needs
-# both threads (43.0 vs 57.8 tok/s). One-slot packages only: see op_threads.
-SMALL_WEIGHT_BYTES = 32 << 20
-
-
-def cxx_compiler() -> str | None:
-    """The C++ compiler inductor would call (its config, else $CXX, else g++), or None when absent."""
-    try:
-        from torch._inductor import config
-
-        cxx = [c for c in config.cpp.cxx if c]
-    except (ImportError, AttributeError):
-        cxx = []
-    for name in cxx + [os.environ.get("CXX") or "g++"]:
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
 
 
 def unsupported(model) -> str | None:
@@ -129,183 +106,6 @@ def unsupported(model) -> str | None:
     if type(head) is not torch.nn.Linear or head.bias is not None or head.weight.dtype != torch.float32:
         return "lm_head is not a bias-free fp32 nn.Linear or Int8Linear"
     return None
-
-
-def _int8_layers(model) -> list:
-    return [m for m in model.modules() if type(m) is Int8Linear]
-
-
-def max_rows(slots: int, width: int) -> int:
-    """The most rows one call of a (slots, width) package takes: a whole cache width of prompt, or a step of
-    every slot."""
-    return max(slots, width)
-
-
-def width_for(n: int, context: int) -> int:
-    """The cache width compiled for n positions: the next power of two >= max(n, MIN_WIDTH), capped at the
-    context (so a model sees few distinct shapes)."""
-    w = MIN_WIDTH
-    while w < n:
-        w *= 2
-    return max(n, min(w, context))
-
-
-class _Step(torch.nn.Module):
-    """One forward pass over `rows` (dynamic) new positions, each a token at a position of a cache slot: tokens,
-    pos and slot [rows] long, last [outs] long (which rows' logits to return), then the k caches and the v caches
-    of every layer [slots, heads, width, head_dim], written in place at (slot, pos). A row attends to its slot's
-    keys up to its own position, so the same function is a decode step of several sequences (slot = 0..rows-1,
-    last = all rows) and the prompt of one (slot all s, pos 0..n-1, last = n-1: causal attention over keys
-    written in the same call). Returns logits [outs, vocab]. The same layer order and ops as LeanGPT2."""
-
-    def __init__(self, model, blas_threads: int):
-        super().__init__()
-        self.model, self.blas_threads = model, blas_threads  # 0: at::addmm
-        cfg = model.config
-        self.n_layer, self.n_head, self.d, self.eps = cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.layer_norm_epsilon
-
-    def forward(self, tokens, pos, slot, last, *caches):
-        t, L, H, d = self.model.transformer, self.n_layer, self.n_head, self.d
-        B, hd = tokens.shape[0], d // H
-        W = caches[0].shape[2]
-        h = F.embedding(tokens, t.wte.weight) + F.embedding(pos, t.wpe.weight)  # [B, d]
-        masked = (torch.arange(W)[None, :] > pos[:, None])[:, None, None, :]  # [B, 1, 1, W]: past each row's end
-        rows, heads = slot[:, None].expand(B, H), torch.arange(H)[None, :].expand(B, H)
-        at = pos[:, None].expand(B, H)
-        for layer, blk in enumerate(t.h):
-            kc, vc = caches[layer], caches[L + layer]
-            a = F.layer_norm(h, (d,), blk.ln_1.weight, blk.ln_1.bias, self.eps)
-            q, k, v = self.layer(a, blk.attn.c_attn).split(d, dim=1)
-            kc.index_put_((rows, heads, at), k.view(B, H, hd))
-            vc.index_put_((rows, heads, at), v.view(B, H, hd))
-            h = self.layer(self.attend(q, kc, vc, slot, pos, masked, blk.attn.scaling), blk.attn.c_proj) + h
-            m = F.layer_norm(h, (d,), blk.ln_2.weight, blk.ln_2.bias, self.eps)
-            f = blk.mlp.act(self.layer(m, blk.mlp.c_fc))
-            h = h + self.layer(f, blk.mlp.c_proj)
-        h = F.layer_norm(h[last], (d,), t.ln_f.weight, t.ln_f.bias, self.eps)
-        return self.layer(h, self.model.lm_head)
-
-    def attend(self, q, kc, vc, slot, pos, masked, scale):
-        """Each row's attention over its slot's keys 0..pos -> [rows, d]: engine/blas.py's op where the package
-        uses it (each row's keys read once, up to its own position, on the op's threads), else an explicit
-        softmax that inductor fuses with the cache write into one kernel (SDPA stays a separate flash-attention
-        call, 15% slower per step), which runs on one thread over the whole cache width. 12x768, 8-slot package
-        of width 128, keys at position 60, two alternated runs on a slow day (13 GB/s copies; /tmp/s11/ab.py,
-        2026-12-01): a step of 4 rows 42.7 / 44.5 ms with inductor's kernel, 36.6 / 37.5 with the op, 34.3 /
-        36.1 with no attention at all; 1 row 28.9 / 31.1, 27.8 / 28.9 and 26.1 / 29.3."""
-        if self.blas_threads:
-            return blas.attend(q, kc, vc, slot, pos, scale, self.blas_threads)
-        B, H, hd = q.shape[0], kc.shape[1], kc.shape[3]
-        s = (q.view(B, H, 1, hd) @ kc[slot].transpose(-1, -2)) * scale
-        return (torch.softmax(s.masked_fill(masked, float("-inf")), dim=-1) @ vc[slot]).reshape(B, H * hd)
-
-    def layer(self, x, m):
-        """m(x) for a Conv1D (x @ w + b, w [in, out]), the bias-free lm_head nn.Linear (w [out, in]) or an
-        Int8Linear: engine/blas.py's ops, else at::addmm (int8 layers need the op: see compile_runner)."""
-        if type(m) is Int8Linear:
-            return blas.linear_q8(x, m.weight, m.scale, m.bias, self.blas_threads)
-        out_in = type(m) is torch.nn.Linear
-        if self.blas_threads:
-            return blas.linear(x, m.weight, m.bias, out_in, self.blas_threads)
-        return F.linear(x, m.weight) if out_in else torch.addmm(m.bias, x, m.weight)
-
-
-def package_dir() -> Path:
-    """Where compiled packages are kept between processes ($ANNO_AOTI_CACHE, else ~/.cache/anno/aoti). Why:
-    AOTInductor rebuilds the C++ wrapper on every compile (17-25 s per shape here even with inductor's cache
-    warm), while loading a saved package takes ~0.02 s. A package holds no weights, only code for one
-    architecture and shape, so any model of that architecture reuses it."""
-    return Path(os.environ.get("ANNO_AOTI_CACHE") or Path.home() / ".cache" / "anno" / "aoti")
-
-
-@functools.lru_cache(maxsize=1)
-def _code_digest() -> str:
-    """The step's source and how it is exported: a package built from older code is not reused."""
-    code = inspect.getsource(_Step) + inspect.getsource(compile_runner) + blas.source_digest()
-    return hashlib.sha256(code.encode()).hexdigest()
-
-
-def openblas(build: bool = False) -> bool:
-    """Whether steps compiled now call engine/blas.py's op (its library is loaded or kept in `package_dir()`;
-    build: build it now when missing, ~15 s) rather than at::addmm."""
-    return blas.unavailable(package_dir(), cxx_compiler() if build else None) is None
-
-
-def op_threads(model, slots: int = 1) -> int:
-    """Threads the products of a (slots, ...) package use (engine/blas.py's op): torch's, or one for a
-    one-slot package (`stream`'s) of a model of at most SMALL_WEIGHT_BYTES of weights (see there). The
-    batcher's packages (several slots) of such models keep torch's: their steps of several rows are
-    compute-bound, and with the prompts compiled no torch OpenMP pool spins against the op's worker. Demo
-    model, the batcher's 8x256 package, one step: 4 rows 0.58 ms on two threads against 0.79-0.99 on one, 1
-    row 0.30-0.32 against 0.29-0.43 (/tmp/s9/batchstep.py); benchmarks/generate.py's `concurrent`, 64 tokens a
-    stream, medians of 5: 1 stream 2,351-2,376 tok/s against 1,824-1,828, 4 streams 3,660-3,817 against
-    2,555-2,617 (/tmp/s9/conc.py, 2026-11-30)."""
-    if slots > 1:
-        return torch.get_num_threads()
-    small = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) <= SMALL_WEIGHT_BYTES
-    return 1 if small else torch.get_num_threads()
-
-
-def _package_key(model, slots: int, width: int, use_openblas: bool) -> str:
-    cfg = model.config
-    arch = {k: getattr(cfg, k, None) for k in ("n_layer", "n_head", "n_embd", "n_inner", "vocab_size", "n_positions",
-                                              "layer_norm_epsilon", "activation_function", "scale_attn_weights",
-                                              "scale_attn_by_inverse_layer_idx")}
-    int8 = [n for n, m in model.named_modules() if type(m) is Int8Linear]  # which layers are int8
-    parts = [torch.__version__, json.dumps(arch, sort_keys=True), _code_digest(), cxx_compiler(),
-             slots, width, torch.get_num_threads(), use_openblas, int8, op_threads(model, slots)]
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
-
-
-def package_path(model, slots: int, width: int, use_openblas: bool | None = None) -> Path:
-    """The file of this shape's compiled package in `package_dir()` (at torch's current thread count; with
-    engine/blas.py's op when its library is there, unless use_openblas says)."""
-    use = openblas() if use_openblas is None else use_openblas
-    return package_dir() / f"step-{_package_key(model, slots, width, use)}.pt2"
-
-
-def compile_runner(model, slots: int, width: int, use_openblas: bool | None = None):
-    """An AOTInductor runner of `_Step` for caches of this shape (any number of rows up to `slots`) at
-    torch's current thread count, bound to the model's own parameters (no copy), loaded from `package_dir()`
-    when compiled before. Its matrix products are engine/blas.py's op when use_openblas (None: when
-    that op's library exists or builds now), else at::addmm. Call as runner.loader.boxed_run([tokens, pos,
-    slot, last, *k, *v]) -> [logits] (see `_Step`)."""
-    use = openblas(build=True) if use_openblas is None else use_openblas
-    if use and not openblas():
-        raise RuntimeError(f"engine/blas.py's op is unusable: {blas.unavailable(package_dir())}")
-    if not use and _int8_layers(model):
-        raise RuntimeError(f"int8 layers compile only with engine/blas.py's op: {blas.unavailable(package_dir())}")
-    step = _Step(model, op_threads(model, slots) if use else 0)
-    cfg = model.config
-    pkg = package_path(model, slots, width, use)
-    folder = pkg.parent
-    if not pkg.is_file():
-        cache = [torch.zeros(slots, cfg.n_head, width, cfg.n_embd // cfg.n_head) for _ in range(2 * cfg.n_layer)]
-        # examples of 3 rows and 2 outputs: a size of 1 would specialise a dimension to 1, equal ones unify them
-        example = (*(torch.zeros(3, dtype=torch.long) for _ in range(3)), torch.zeros(2, dtype=torch.long), *cache)
-        rows = torch.export.Dim("rows", min=1, max=max_rows(slots, width))
-        outs = torch.export.Dim("outs", min=1, max=max_rows(slots, width))
-        shapes = ({0: rows}, {0: rows}, {0: rows}, {0: outs}, tuple(None for _ in cache))
-        with torch.no_grad():
-            ep = torch.export.export(step, example, dynamic_shapes=shapes, strict=False)
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="tmp-", dir=folder) as d:  # atomic: build, then rename
-            # with the op, single-threaded kernels, so no torch OpenMP pool spins against its workers or
-            # OpenBLAS's pool (12x768 at two threads, 2026-11-30: 53.1 tok/s so, 3.6 with both pools live)
-            configs = {"aot_inductor.package_constants_in_so": False, "cpp.threads": 1 if use else -1}
-            if use:  # the ops' C shims, called directly (the proxy executor parses every call's arguments)
-                ops = torch.ops.anno
-                configs["aot_inductor.custom_ops_to_c_shims"] = {ops.anno_linear.default: [blas.C_SHIM],
-                                                                 ops.anno_linear_q8.default: [blas.C_SHIM_Q8],
-                                                                 ops.anno_attend.default: [blas.C_SHIM_ATTEND]}
-            tmp = torch._inductor.aoti_compile_and_package(ep, package_path=os.path.join(d, "step.pt2"),
-                                                           inductor_configs=configs)
-            os.replace(tmp, pkg)
-    runner = torch._inductor.aoti_load_package(str(pkg))  # extracts the .so to its own temp folder
-    params = dict(step.named_parameters(remove_duplicate=False)) | dict(step.named_buffers(remove_duplicate=False))
-    runner.load_constants({f: params[f].detach() for f in runner.get_constant_fqns()}, check_full_update=True,
-                          user_managed=True)
-    return runner
 
 
 class CompiledGPT2:
@@ -352,9 +152,9 @@ class CompiledGPT2:
 
     def prefill(self, ids: list[int], cache: KVCache, slot: int) -> torch.Tensor:
         """Run the prompt `ids` into slot `slot` (a new row when slot == len(cache.lengths)) in one call of
-        the compiled package (see `_Step`), or LeanGPT2's eager prefill while there is none; returns the
-        next-token logits [1, vocab]. Why compiled: the eager prefill runs ~100 torch ops on MKL with torch's
-        OpenMP pool, whose threads then spin against the op's workers in the steps that follow. Prompts over
+        the compiled package (see engine/step_package.py's `_Step`), or LeanGPT2's eager prefill while there
+        is none; returns the next-token logits [1, vocab]. Why compiled: the eager prefill runs ~100 torch ops
+        on MKL with torch's OpenMP pool, whose threads then spin against the op's workers in the steps that follow. Prompts over
         PREFILL_ROWS tokens take the eager path."""
         n, new_row = len(ids), slot == len(cache.lengths)
         if n > cache.width or slot >= cache.slots:

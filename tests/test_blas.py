@@ -218,7 +218,7 @@ def test_compiled_step_calls_the_op_once_per_product(op):
 def test_small_models_run_the_op_on_one_thread(monkeypatch):
     """Models whose weights fit in cache run a one-slot package's products (`stream`'s) on the calling thread
     only; larger ones, and the batcher's packages of several slots, on torch's threads
-    (engine/compiled_step.py's SMALL_WEIGHT_BYTES and op_threads)."""
+    (engine/step_package.py's SMALL_WEIGHT_BYTES and op_threads)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
