@@ -99,7 +99,10 @@ class _Request:
         self.out: queue.SimpleQueue = queue.SimpleQueue()  # ("tok", id) | ("end", reason) | ("err", exception)
         self.abandoned = threading.Event()  # the caller stopped iterating (closed, stop string, dropped)
         self.gen: torch.Generator | None = None
-        self.seq: torch.Tensor | None = None  # prompt + generated ids: what penalties look at
+        # prompt + generated ids, preallocated: processors read hist[:, :n]; written through hist_np on CPU
+        self.hist: torch.Tensor | None = None
+        self.hist_np = None
+        self.n = 0
         self.n_new = 0
         self.submitted_step = 0
         self.first_token_step: int | None = None
@@ -284,20 +287,33 @@ class Batcher:
         req.finished_step = self.steps
         req.out.put((kind, value))
 
-    def _pick(self, req: _Request, logits: torch.Tensor) -> int:
-        """engine.generate._decode's choice for one row: processors over its own history, then argmax or a
-        draw from its own generator."""
-        scores = req.procs(req.seq, logits.to(dtype=torch.float32))
-        if req.gen is None:
-            return int(torch.argmax(scores, dim=-1))
-        return int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=req.gen))
+    def _pick(self, req: _Request, logits: torch.Tensor, i: int = 0, flat=None) -> int:
+        """engine.generate._decode's choice for row i of logits: processors over the request's own history,
+        then argmax or a draw from its own generator. flat: logits as a numpy array (CPU fp32), for the
+        greedy rows without processors: numpy's argmax, no torch op (each costs 10-20 us after a step, see
+        engine/generate.py's _decode)."""
+        if flat is not None and req.gen is None and not req.procs:
+            return int(flat[i].argmax())
+        row = logits[i:i + 1]
+        if row.dtype != torch.float32:
+            row = row.float()
+        scores = req.procs(req.hist[:, :req.n], row) if req.procs else row
+        if req.gen is not None:
+            return int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=req.gen))
+        if req.hist_np is not None:  # numpy's argmax: the first maximum (or NaN), as torch.argmax
+            return int(scores.numpy().argmax())
+        return int(torch.argmax(scores, dim=-1))
 
     def _accept(self, req: _Request, token: int) -> bool:
         """Record a picked token; False when the request is over (end of text or length)."""
         if token == req.eot:
             self._end(req, "end", "eot")
             return False
-        req.seq = torch.cat([req.seq, torch.tensor([[token]], device=req.seq.device)], dim=1)
+        if req.hist_np is not None:
+            req.hist_np[0, req.n] = token
+        else:
+            req.hist[0, req.n] = token
+        req.n += 1
         req.n_new += 1
         req.out.put(("tok", token))
         if req.n_new == req.cfg.max_new_tokens:
@@ -333,7 +349,10 @@ class Batcher:
                         req.gen.seed()
                     else:
                         req.gen.manual_seed(req.cfg.seed)
-                req.seq = torch.tensor([req.ids], dtype=torch.long, device=device)
+                req.n = len(req.ids)
+                req.hist = torch.empty((1, req.n + req.cfg.max_new_tokens), dtype=torch.long, device=device)
+                req.hist[0, :req.n] = torch.tensor(req.ids, dtype=torch.long)
+                req.hist_np = req.hist.numpy() if req.hist.device.type == "cpu" else None
             except Exception as e:  # noqa: BLE001 -- this request's failure goes to this request only
                 self._end(req, "err", e)
                 continue
@@ -379,9 +398,10 @@ class Batcher:
             self._reset()
             return
         keep = []
+        flat = logits.numpy() if logits.device.type == "cpu" and logits.dtype == torch.float32 else None
         for i, req in enumerate(rows):
             try:
-                token = self._pick(req, logits[i:i + 1])
+                token = self._pick(req, logits, i, flat)
             except Exception as e:  # noqa: BLE001 -- e.g. a caller's processor raising: that caller's error
                 self._end(req, "err", e)
                 continue

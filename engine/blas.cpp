@@ -74,30 +74,50 @@ std::atomic<int64_t> g_axpy_rows{16};
 #include "blas_attention.h"  // Attn and attn_part
 
 #if ANNO_OWN_GEMV
-// Workers 1..n-1 of the current call; the caller is part 0. Never destroyed (workers may sleep on its
-// condition variable while the process exits); replaced in a forked child, which has no workers.
+// Workers 1..n-1 of the current call; the caller is one more. A call is cut into `parts` parts that the caller
+// and the workers claim from one ticket counter, so the caller does every part no worker has started: a call
+// never waits for a worker that the scheduler has not run yet. Why: with a fixed part per thread, a woken
+// worker that Linux placed on the caller's own core (2 vCPUs here) held the caller up for a time slice: the
+// demo model's one-row step 3.2-4.2 ms instead of 0.15-0.2, the 23-row prompt 3.5-5.7 ms instead of 0.6-1.2,
+// after a pause of 10-300 ms (2026-12-01, /tmp/s12/pre.py, 2 runs). Never destroyed (workers may sleep on
+// its condition variable while the process exits); replaced in a forked child, which has no workers.
 struct Pool {
   std::mutex busy;  // one call at a time uses the workers; a concurrent caller computes alone
   std::mutex mu;
   std::condition_variable cv;
   std::atomic<uint64_t> epoch{0};
-  std::atomic<int> pending{0}, sleepers{0};
+  // (parts << 32) | next part: one fetch_add claims a part and reads the call's part count consistently; a
+  // claim past the count claims nothing. The caller's store of (parts << 32) publishes the call's job.
+  std::atomic<uint64_t> ticket{0};
+  std::atomic<int> done{0}, sleepers{0};
+  std::atomic<bool> park{false};  // workers sleep at once instead of spinning (OpenBLAS's threads run next)
   Gemv job{};
   Attn attn{};
   bool attending = false;  // the call's job: attn (attn_part) rather than job (gemv_part)
-  int parts = 1;
   std::vector<std::vector<float>> scratch;  // [part] -> out floats
   int workers = 0;
 };
 Pool* g_pool = new Pool;
 
-void work(Pool* p, int k, uint64_t seen) {  // seen: the epoch at its creation (it joins the next call)
+// Claims and runs parts of the current call until none is left.
+void run_parts(Pool* p) {
+  for (;;) {
+    const uint64_t t = p->ticket.fetch_add(1);
+    const int parts = static_cast<int>(t >> 32), k = static_cast<int>(t & 0xffffffffu);
+    if (k >= parts) return;
+    if (p->attending) attn_part(p->attn, k, parts);
+    else gemv_part(p->job, k, parts, k == 0 ? nullptr : p->scratch[k].data());
+    p->done.fetch_add(1);
+  }
+}
+
+void work(Pool* p, uint64_t seen) {  // seen: the epoch at its creation (it joins the next call)
   for (;;) {
     auto start = std::chrono::steady_clock::now();
     for (int spins = 0; p->epoch.load() == seen; ++spins) {
       if (spins < YIELD_AFTER) _mm_pause();
       else std::this_thread::yield();  // a busy machine: let whatever else is runnable have this core
-      if (spins % 64 == 63 && std::chrono::steady_clock::now() - start > SPIN) {
+      if (spins % 64 == 63 && (p->park.load() || std::chrono::steady_clock::now() - start > SPIN)) {
         p->sleepers.fetch_add(1);
         std::unique_lock<std::mutex> lock(p->mu);
         p->cv.wait(lock, [&] { return p->epoch.load() != seen; });
@@ -105,29 +125,31 @@ void work(Pool* p, int k, uint64_t seen) {  // seen: the epoch at its creation (
       }
     }
     seen = p->epoch.load();
-    if (k < p->parts && p->attending) attn_part(p->attn, k, p->parts);
-    else if (k < p->parts) gemv_part(p->job, k, p->parts, p->scratch[k].data());
-    p->pending.fetch_sub(1);
+    run_parts(p);
   }
 }
 
-// Publishes the call's job (written by the caller, which holds p->busy) to workers 1..n-1, starting any missing.
-void launch(Pool* p, int n) {
+// Runs the call's job (written by the caller, which holds p->busy) in n parts on the caller and workers
+// 1..n-1 (starting any missing); returns when every part is done.
+void run_on_pool(Pool* p, int n) {
   // a new worker must not take the current epoch for a call: it would run a job still being written
-  while (p->workers < n - 1) std::thread(work, p, ++p->workers, p->epoch.load()).detach();
-  p->parts = n;
-  p->pending.store(p->workers);
-  p->epoch.fetch_add(1);  // publishes job and parts to the workers
+  while (p->workers < n - 1) {
+    std::thread(work, p, p->epoch.load()).detach();
+    ++p->workers;
+  }
+  p->park.store(false);
+  p->done.store(0);
+  p->ticket.store(static_cast<uint64_t>(n) << 32);  // publishes job, attn, attending and scratch
+  p->epoch.fetch_add(1);
   if (p->sleepers.load() > 0) {
     std::lock_guard<std::mutex> lock(p->mu);
     p->cv.notify_all();
   }
-}
-
-void join(Pool* p) {
-  for (int spins = 0; p->pending.load() > 0; ++spins) {
+  run_parts(p);
+  // only parts a running worker has claimed are left
+  for (int spins = 0; p->done.load() < n; ++spins) {
     if (spins < YIELD_AFTER) _mm_pause();
-    else std::this_thread::yield();  // a worker that is not running: give it this core
+    else std::this_thread::yield();  // a worker that was preempted mid-part: give it this core
   }
 }
 
@@ -142,9 +164,7 @@ void gemv(const Gemv& g, int64_t threads) {
   for (int k = 1; k < n; ++k) p->scratch[k].resize(g.out * g.rows);
   p->job = g;
   p->attending = false;
-  launch(p, n);
-  gemv_part(g, 0, n, nullptr);
-  join(p);
+  run_on_pool(p, n);
   if (!by_out)
     for (int k = 1; k < n; ++k) {
       const float* s = p->scratch[k].data();
@@ -159,10 +179,12 @@ void attend_on_pool(const Attn& a, int64_t threads) {
   if (n == 1 || !mine.owns_lock()) return attn_part(a, 0, 1);
   p->attn = a;
   p->attending = true;
-  launch(p, n);
-  attn_part(a, 0, n);
-  join(p);
+  run_on_pool(p, n);
 }
+
+// Before OpenBLAS's own threads run (sgemm of many rows): workers spinning against them took turns with them
+// (the demo model's 64-row prompt on two threads 7.8 ms against 3.3 on one, 2026-12-01, /tmp/s12/pre.py).
+void park_workers() { g_pool->park.store(true); }
 
 void reset_after_fork() { g_pool = new Pool; }  // the child has none of the parent's workers
 const int g_atfork = pthread_atfork(nullptr, nullptr, reset_after_fork);
@@ -214,6 +236,9 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const std::optional<
   if (B)  // y starts as the bias (beta 1); b itself is never written
     for (int64_t r = 0; r < rows; ++r) std::copy_n(B, out, Y + r * out);
   const ANNO_BLAS_INT ld = out_in ? in : out;
+#if ANNO_OWN_GEMV
+  if (threads > 1) park_workers();
+#endif
   const int prior = openblas_set_num_threads_local(static_cast<int>(threads));  // this thread's calls only
   if (rows == 1) {
     if (out_in) ANNO_SGEMV(RowMajor, NoTrans, out, in, 1.f, W, ld, X, 1, beta, Y, 1);

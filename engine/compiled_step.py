@@ -7,8 +7,7 @@ overhead per op for little arithmetic. Compiled, each layer is 4 matrix products
 cache write, masked softmax attention and both matmuls of a head are one kernel; with engine/blas.py's op,
 its own attention), called from C++. The matrix
 products are engine/blas.py's op where its library builds (`openblas()`; packages are keyed on it; its
-own kernels, OpenBLAS for many rows; called through its C shim; on one thread for small models' one-slot packages,
-`step_package.op_threads`), else MKL's at::addmm: 40.1 -> 57.8 tok/s on 12x768 at two threads, 37.2 -> 43.0 at one, the
+own kernels, OpenBLAS for many rows; called through its C shim; on torch's threads), else MKL's at::addmm: 40.1 -> 57.8 tok/s on 12x768 at two threads, 37.2 -> 43.0 at one, the
 demo model 1,020 -> 1,537 at two (benchmarks/generate.py's `aten_mm` variant, one process per variant,
 2026-11-30; same greedy ids). Against the lean step, in one process with every variant (which slowed
 CTranslate2, so its figures there are not used): demo model 0.44 vs 1.37 ms a token at one thread (torch.compile
@@ -50,6 +49,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 
 import torch
 
@@ -60,8 +60,8 @@ from engine.fastpath import unsupported as lean_unsupported
 # The package itself (what is compiled, its key, build and load): engine/step_package.py. Its names are
 # compiled_step's too, as callers and tests use them.
 from engine.step_package import (  # noqa: F401
-    MIN_WIDTH, SMALL_WEIGHT_BYTES, _int8_layers, compile_runner, cxx_compiler, max_rows,
-    op_threads, openblas, package_dir, package_path, width_for,
+    MIN_WIDTH, _int8_layers, compile_runner, cxx_compiler, max_rows,
+    openblas, package_dir, package_path, width_for,
 )
 
 # Measured up to the 12x768 shape (92M: 1.26x lean at one thread, 1.8x at two); larger models keep LeanGPT2.
@@ -128,6 +128,7 @@ class CompiledGPT2:
         self.runners: dict[tuple[int, int, int], object] = {}
         self._looked: dict[tuple[int, int, int], float] = {}
         self._lock = threading.Lock()
+        self._every: dict[int, torch.Tensor] = {}  # rows -> arange(rows), a step's slot indices
 
     def new_cache(self, slots: int = 1, width: int = 64) -> KVCache:
         if self.fixed is not None:
@@ -215,17 +216,32 @@ class CompiledGPT2:
             return None
         return self.runner(*key[:2], use) if package_path(self.model, *key[:2], use).is_file() else None
 
-    def step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """One decode step for every row: tokens [rows, 1] long. Returns logits [rows, vocab]."""
+    def step(self, tokens: Sequence[int], cache: KVCache) -> torch.Tensor:
+        """One decode step for every row: tokens, the last id of each row. Returns logits [rows, vocab]."""
         rows = len(cache.lengths)
+        if len(tokens) != rows:
+            raise ValueError(f"tokens has {len(tokens)} ids for a cache of {rows} rows: one id a row")
         need = max(cache.lengths) + 1
         if need > cache.width or rows > cache.slots:
             cache.reserve(rows, width_for(need, self.context) if need > cache.width else cache.width)
         runner = self._ready((cache.slots, cache.width, torch.get_num_threads()))
         if runner is None:
             return self.lean.step(tokens, cache)
-        pos, every = torch.tensor(cache.lengths), torch.arange(rows)
-        logits = runner.loader.boxed_run([tokens.reshape(rows), pos, every, every, *cache.k, *cache.v])[0]
+        # Inputs made once and written through numpy: after a step has streamed the weights, every torch op
+        # here cost 10-20 us (its code no longer in cache), a numpy store ~1 (demo model, 2 threads: 0.05 ms of
+        # Python around a 0.21 ms call, /tmp/s12/loop2.py, 2026-12-01).
+        every = self._every.get(rows)
+        if every is None:
+            every = self._every.setdefault(rows, torch.arange(rows))
+        if rows == 1:
+            if cache.step_inputs is None:
+                tok, pos = torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long)
+                cache.step_inputs = (tok, pos, tok.numpy(), pos.numpy())
+            tok, pos, tok_np, pos_np = cache.step_inputs
+            tok_np[0], pos_np[0] = tokens[0], cache.lengths[0]
+        else:
+            tok, pos = torch.tensor(tokens, dtype=torch.long), torch.tensor(cache.lengths)
+        logits = runner.loader.boxed_run([tok, pos, every, every, *cache.k, *cache.v])[0]
         cache.lengths = [n + 1 for n in cache.lengths]
         return logits
 

@@ -17,6 +17,8 @@ GPT-2's absolute positions stay right. A finished row is removed by moving the l
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -121,6 +123,8 @@ class KVCache:
         self.k = [torch.zeros(slots, n_head, width, head_dim, dtype=dtype) for _ in range(n_layer)]
         self.v = [torch.zeros(slots, n_head, width, head_dim, dtype=dtype) for _ in range(n_layer)]
         self.lengths: list[int] = []
+        # an engine's input tensors for one-row steps of this cache, written in place (engine/compiled_step.py)
+        self.step_inputs: tuple | None = None
 
     @property
     def slots(self) -> int:
@@ -236,11 +240,14 @@ class LeanGPT2:
         cache.lengths[slot] = n
         return logits
 
-    def step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """One decode step for every row of cache: tokens [rows, 1] long, the last id of each row. Returns
-        logits [rows, vocab] and advances every row by one."""
+    def step(self, tokens: Sequence[int], cache: KVCache) -> torch.Tensor:
+        """One decode step for every row of cache: tokens, the last id of each row. Returns logits [rows,
+        vocab] and advances every row by one."""
         rows = len(cache.lengths)
+        if len(tokens) != rows:
+            raise ValueError(f"tokens has {len(tokens)} ids for a cache of {rows} rows: one id a row")
         cache.reserve(rows, max(cache.lengths) + 1)
+        tokens = torch.tensor(tokens, dtype=torch.long)[:, None]
         if rows == 1:
             p = cache.lengths[0]
             logits = self._forward(tokens, torch.tensor([[p]]), cache, 0, p)
@@ -334,7 +341,7 @@ class LeanRows:
 
     def step(self) -> torch.Tensor:
         """One decode step for every row; logits [rows, vocab]."""
-        return self.lean.step(torch.tensor(self.next, dtype=torch.long)[:, None], self.cache)
+        return self.lean.step(self.next, self.cache)
 
     def keep(self, keep: list[int]) -> list[int]:
         """Keep rows `keep`; returns, for each row after, the index it had before (removed rows' slots are

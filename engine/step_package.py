@@ -23,13 +23,12 @@ from engine.int8 import Int8Linear
 
 MIN_WIDTH = 64
 
-# Models whose weights a token reads are at most this many bytes run the op's products on one thread (the
-# caller): they sit in cache, splitting them gains little, and a worker that shares the 2 cores with
-# whatever else spins (torch's OpenMP threads after the eager prefill spin ~6 ms) slows every step. Demo model
-# (7.4 MB), 2 threads, stream, 4 alternated pairs of processes (2026-11-30, /tmp/s8/demo_t1.py): 1,465-2,051
-# tok/s (median 1,687) on one thread against 1,330-1,703 (median 1,600) with a worker. 12x768 (368 MB) needs
-# both threads (43.0 vs 57.8 tok/s). One-slot packages only: see op_threads.
-SMALL_WEIGHT_BYTES = 32 << 20
+# Every package runs the op's products on torch's threads. Small models' one-slot packages ran them on one
+# thread until the op's pool let its caller take the parts no worker had started (engine/blas.cpp's Pool):
+# before, a woken worker that shared the caller's core could hold a step up for a time slice. Since, demo
+# model (7.4 MB), `stream`, 64 tokens after a 0.3 s pause, 4 alternated pairs of processes (2026-12-01,
+# /tmp/s12/thr.py): 22.6-28.5 ms on two threads against 31.5-34.6 on one; with a 150-token prompt (eager
+# prefill, torch's OpenMP threads) 34.1-38.9 against 39.5-41.8.
 
 
 def cxx_compiler() -> str | None:
@@ -145,21 +144,6 @@ def openblas(build: bool = False) -> bool:
     return blas.unavailable(package_dir(), cxx_compiler() if build else None) is None
 
 
-def op_threads(model, slots: int = 1) -> int:
-    """Threads the products of a (slots, ...) package use (engine/blas.py's op): torch's, or one for a
-    one-slot package (`stream`'s) of a model of at most SMALL_WEIGHT_BYTES of weights (see there). The
-    batcher's packages (several slots) of such models keep torch's: their steps of several rows are
-    compute-bound, and with the prompts compiled no torch OpenMP pool spins against the op's worker. Demo
-    model, the batcher's 8x256 package, one step: 4 rows 0.58 ms on two threads against 0.79-0.99 on one, 1
-    row 0.30-0.32 against 0.29-0.43 (/tmp/s9/batchstep.py); benchmarks/generate.py's `concurrent`, 64 tokens a
-    stream, medians of 5: 1 stream 2,351-2,376 tok/s against 1,824-1,828, 4 streams 3,660-3,817 against
-    2,555-2,617 (/tmp/s9/conc.py, 2026-11-30)."""
-    if slots > 1:
-        return torch.get_num_threads()
-    small = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) <= SMALL_WEIGHT_BYTES
-    return 1 if small else torch.get_num_threads()
-
-
 def _package_key(model, slots: int, width: int, use_openblas: bool) -> str:
     cfg = model.config
     arch = {k: getattr(cfg, k, None) for k in ("n_layer", "n_head", "n_embd", "n_inner", "vocab_size", "n_positions",
@@ -167,7 +151,7 @@ def _package_key(model, slots: int, width: int, use_openblas: bool) -> str:
                                               "scale_attn_by_inverse_layer_idx")}
     int8 = [n for n, m in model.named_modules() if type(m) is Int8Linear]  # which layers are int8
     parts = [torch.__version__, json.dumps(arch, sort_keys=True), _code_digest(), cxx_compiler(),
-             slots, width, torch.get_num_threads(), use_openblas, int8, op_threads(model, slots)]
+             slots, width, torch.get_num_threads(), use_openblas, int8]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
@@ -189,7 +173,7 @@ def compile_runner(model, slots: int, width: int, use_openblas: bool | None = No
         raise RuntimeError(f"engine/blas.py's op is unusable: {blas.unavailable(package_dir())}")
     if not use and _int8_layers(model):
         raise RuntimeError(f"int8 layers compile only with engine/blas.py's op: {blas.unavailable(package_dir())}")
-    step = _Step(model, op_threads(model, slots) if use else 0)
+    step = _Step(model, torch.get_num_threads() if use else 0)
     cfg = model.config
     pkg = package_path(model, slots, width, use)
     folder = pkg.parent

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import zipfile
 
 import pytest
@@ -130,6 +131,22 @@ def test_pool_grows_between_calls(op):
             torch.testing.assert_close(op(x, w, b, False, threads), want, rtol=1e-5, atol=3e-4)
 
 
+def test_calls_right_after_the_workers_sleep(op):
+    """After a pause longer than the workers spin (0.5 ms) they sleep; the next calls wake them while the
+    caller takes the parts no worker has claimed yet (engine/blas.cpp's Pool): every answer still complete,
+    for products split by weight rows, by columns, and across more parts than this machine has cores."""
+    g = torch.Generator().manual_seed(11)
+    w, b = torch.randn(768, 512, generator=g), torch.randn(512, generator=g)
+    head = torch.randn(800, 768, generator=g)  # [out, in]: split by columns
+    x = torch.randn(1, 768, generator=g)
+    want, want_head = x @ w + b, x @ head.T
+    for pause in (0, 0.002, 0.02, 0, 0.002):
+        for threads in (2, 5):
+            time.sleep(pause)
+            torch.testing.assert_close(op(x, w, b, False, threads), want, rtol=1e-5, atol=3e-4)
+            torch.testing.assert_close(op(x, head, None, True, threads), want_head, rtol=1e-5, atol=3e-4)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_forked_child_gets_its_own_workers(op):
     """A child forked after the op's workers started (they do not exist in the child) still computes on two
@@ -204,7 +221,7 @@ def test_compiled_step_calls_the_op_once_per_product(op):
             cache = engine.new_cache(1, 64)
             engine.prefill([1, 2, 3], cache, 0)
             with torch.profiler.profile() as prof:
-                logits[use] = engine.step(torch.tensor([[4]]), cache)
+                logits[use] = engine.step([4], cache)
         calls[use] = [sum(e.name == f"anno::anno_{op}" for e in prof.events()) for op in ("linear", "attend")]
     assert calls == {True: [2 * 4 + 1, 2], False: [0, 0]}
     with zipfile.ZipFile(C.package_path(m, 1, 64, use_openblas=True)) as z:
@@ -213,19 +230,6 @@ def test_compiled_step_calls_the_op_once_per_product(op):
     assert wrapper.count("aoti_torch_cpu_anno_attend(") == 2 + 1
     assert "aoti_torch_proxy_executor_call_function" not in wrapper
     torch.testing.assert_close(logits[True], logits[False], rtol=1e-5, atol=1e-5)
-
-
-def test_small_models_run_the_op_on_one_thread(monkeypatch):
-    """Models whose weights fit in cache run a one-slot package's products (`stream`'s) on the calling thread
-    only; larger ones, and the batcher's packages of several slots, on torch's threads
-    (engine/step_package.py's SMALL_WEIGHT_BYTES and op_threads)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
-    small = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=64, vocab_size=50))
-    big = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=768, n_head=12, n_positions=64, vocab_size=8000))
-    assert C.op_threads(small) == C.op_threads(small, 1) == 1 and C.op_threads(small, 8) == 3
-    assert sum(p.numel() * 4 for p in big.parameters()) > C.SMALL_WEIGHT_BYTES and C.op_threads(big) == C.op_threads(big, 8) == 3
 
 
 def _attention(q, kc, vc, slot, pos, scale):

@@ -52,7 +52,7 @@ def test_logits_bit_equal_to_model_forward(model, split):
         ref = _model_logits(model, prompt, feed)
         with torch.inference_mode():
             cache = lean.new_cache(1, 4)  # too narrow on purpose: it grows
-            got = [lean.prefill(prompt, cache, 0)] + [lean.step(torch.tensor([[t]]), cache) for t in feed]
+            got = [lean.prefill(prompt, cache, 0)] + [lean.step([t], cache) for t in feed]
         assert all(torch.equal(a, b) for a, b in zip(ref, got))
         assert cache.lengths == [len(prompt) + len(feed)]
 
@@ -212,7 +212,7 @@ def _greedy(eng, prompt, n):
         for i in range(n):
             out.append(int(logits.argmax(-1)))
             if i < n - 1:
-                logits = eng.step(torch.tensor([[out[-1]]]), cache)
+                logits = eng.step([out[-1]], cache)
     return out
 
 
@@ -241,9 +241,9 @@ def test_compiled_step_greedy_ids_equal_model_generate_and_uses_the_models_weigh
         caches = [e.new_cache(1, 40) for e in (comp, lean)]
         for e, c in zip((comp, lean), caches):
             e.prefill(PROMPTS[2], c, 0)
-        before = [e.step(torch.tensor([[7]]), c) for e, c in zip((comp, lean), caches)]
+        before = [e.step([7], c) for e, c in zip((comp, lean), caches)]
         m.transformer.h[0].mlp.c_fc.weight.mul_(1.5)
-        after = [e.step(torch.tensor([[7]]), c) for e, c in zip((comp, lean), caches)]
+        after = [e.step([7], c) for e, c in zip((comp, lean), caches)]
         m.transformer.h[0].mlp.c_fc.weight.div_(1.5)
     torch.testing.assert_close(before[0], before[1], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(after[0], after[1], rtol=1e-4, atol=1e-4)
@@ -274,7 +274,7 @@ def test_compiled_prefill_equals_the_eager_one_and_fills_the_same_cache(small, m
             for slot, n in enumerate(caches[0].lengths):
                 torch.testing.assert_close(a[slot, :, :n], b[slot, :, :n], rtol=1e-4, atol=1e-4)
         assert all(torch.equal(t[0], f) for t, f in zip((*caches[0].k, *caches[0].v), first))  # row 0 kept
-        step = [e.step(torch.tensor([[5], [6]]), c) for e, c in zip((comp, lean), caches)]
+        step = [e.step([5, 6], c) for e, c in zip((comp, lean), caches)]
         torch.testing.assert_close(step[0], step[1], rtol=1e-4, atol=1e-4)
         monkeypatch.setattr(C, "PREFILL_ROWS", 2)
         calls = []

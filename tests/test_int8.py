@@ -149,7 +149,7 @@ def test_int8_compiled_step_calls_the_op_and_keeps_greedy_ids(op):
     with torch.inference_mode(), torch.profiler.profile() as prof:
         cache = engine.new_cache(1, 64)
         engine.prefill([1, 2, 3], cache, 0)
-        engine.step(torch.tensor([[4]]), cache)
+        engine.step([4], cache)
     assert sum(e.name == "anno::anno_linear_q8" for e in prof.events()) == 2 * 4 * 2 + 1 + 1  # prefill + step
     with zipfile.ZipFile(C.package_path(m, 1, 64, use_openblas=True)) as z:
         wrapper = "".join(z.read(n).decode() for n in z.namelist() if n.endswith("wrapper.cpp"))

@@ -107,14 +107,22 @@ def process_start_time(pid: int) -> float | None:
         return None
 
 
+START_SLACK_S = 1.5
+
+
 def alive(rec: dict) -> bool:
-    """The recorded process still runs (same pid AND same start time; a zombie counts as gone)."""
+    """The recorded process still runs (same pid AND same start time; a zombie counts as gone). The start times
+    are compared to within START_SLACK_S: psutil's create_time is boot time (/proc/stat's btime, whole seconds,
+    recomputed by the kernel from the wall clock) plus the start in ticks, so the same process's value can move
+    by a second after a clock adjustment. Seen 2026-12-01: a training job still writing its result reported
+    "interrupted" (tests/test_jobs.py, one run of the full suite) under the old 0.01 s tolerance. A pid reused
+    within that slack would need the pid counter to wrap onto it within a second and a half."""
     pid, started = rec.get("pid"), rec.get("pid_started")
     if not pid:
         return False
     try:
         p = psutil.Process(pid)
-        return p.status() != psutil.STATUS_ZOMBIE and (started is None or abs(p.create_time() - started) < 0.01)
+        return p.status() != psutil.STATUS_ZOMBIE and (started is None or abs(p.create_time() - started) < START_SLACK_S)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
