@@ -82,8 +82,8 @@ from transformers import LogitsProcessor
 from engine.compiled_step import batch_shape, engine_for
 from engine.fastpath import LeanRows, unsupported
 from engine.generate import (
-    GenerationConfig, StreamEvent, eot_id, generate_ids, logits_processors, model_context, prompt_ids,
-    text_events, with_time_lock,
+    GenerationConfig, History, StreamEvent, choose, eot_id, generate_ids, logits_processors, model_context,
+    prompt_ids, seeded_generator, text_events, with_time_lock,
 )
 from engine.padded_rows import PaddedRows
 
@@ -99,10 +99,7 @@ class _Request:
         self.out: queue.SimpleQueue = queue.SimpleQueue()  # ("tok", id) | ("end", reason) | ("err", exception)
         self.abandoned = threading.Event()  # the caller stopped iterating (closed, stop string, dropped)
         self.gen: torch.Generator | None = None
-        # prompt + generated ids, preallocated: processors read hist[:, :n]; written through hist_np on CPU
-        self.hist: torch.Tensor | None = None
-        self.hist_np = None
-        self.n = 0
+        self.hist: History | None = None  # prompt + generated ids: what penalties and processors read
         self.n_new = 0
         self.submitted_step = 0
         self.first_token_step: int | None = None
@@ -289,31 +286,21 @@ class Batcher:
 
     def _pick(self, req: _Request, logits: torch.Tensor, i: int = 0, flat=None) -> int:
         """engine.generate._decode's choice for row i of logits: processors over the request's own history,
-        then argmax or a draw from its own generator. flat: logits as a numpy array (CPU fp32), for the
-        greedy rows without processors: numpy's argmax, no torch op (each costs 10-20 us after a step, see
-        engine/generate.py's _decode)."""
+        then argmax or a draw from its own generator. flat: logits as a numpy array (CPU fp32), whose row's
+        argmax a greedy row without processors takes with no torch op."""
         if flat is not None and req.gen is None and not req.procs:
             return int(flat[i].argmax())
         row = logits[i:i + 1]
         if row.dtype != torch.float32:
             row = row.float()
-        scores = req.procs(req.hist[:, :req.n], row) if req.procs else row
-        if req.gen is not None:
-            return int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=req.gen))
-        if req.hist_np is not None:  # numpy's argmax: the first maximum (or NaN), as torch.argmax
-            return int(scores.numpy().argmax())
-        return int(torch.argmax(scores, dim=-1))
+        return choose(req.procs(req.hist.ids(), row) if req.procs else row, req.gen)
 
     def _accept(self, req: _Request, token: int) -> bool:
         """Record a picked token; False when the request is over (end of text or length)."""
         if token == req.eot:
             self._end(req, "end", "eot")
             return False
-        if req.hist_np is not None:
-            req.hist_np[0, req.n] = token
-        else:
-            req.hist[0, req.n] = token
-        req.n += 1
+        req.hist.append(token)
         req.n_new += 1
         req.out.put(("tok", token))
         if req.n_new == req.cfg.max_new_tokens:
@@ -343,16 +330,8 @@ class Batcher:
                 self._end(req, "end", "cancelled")
                 continue
             try:
-                if req.cfg.temperature > 0:
-                    req.gen = torch.Generator(device=device)
-                    if req.cfg.seed is None:
-                        req.gen.seed()
-                    else:
-                        req.gen.manual_seed(req.cfg.seed)
-                req.n = len(req.ids)
-                req.hist = torch.empty((1, req.n + req.cfg.max_new_tokens), dtype=torch.long, device=device)
-                req.hist[0, :req.n] = torch.tensor(req.ids, dtype=torch.long)
-                req.hist_np = req.hist.numpy() if req.hist.device.type == "cpu" else None
+                req.gen = seeded_generator(req.cfg, device)
+                req.hist = History(req.ids, req.cfg.max_new_tokens, device)
             except Exception as e:  # noqa: BLE001 -- this request's failure goes to this request only
                 self._end(req, "err", e)
                 continue

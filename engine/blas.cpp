@@ -40,8 +40,12 @@
 #include <thread>
 #include <type_traits>
 #include <vector>
+
+#include "blas_package.h"  // step_load, step_run, step_free (its own includes: outside any namespace)
+
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
+
 #define ANNO_OWN_GEMV 1
 #else
 #define ANNO_OWN_GEMV 0
@@ -400,6 +404,9 @@ TORCH_LIBRARY(anno, m) {
   m.def("anno_linear(Tensor x, Tensor w, Tensor? b, bool out_in, int threads) -> Tensor");
   m.def("anno_linear_q8(Tensor x, Tensor w, Tensor scale, Tensor? b, int threads) -> Tensor");
   m.def("anno_attend(Tensor q, Tensor kc, Tensor vc, Tensor slot, Tensor pos, float scale, int threads) -> Tensor");
+  m.def("step_load(str path, str[] names, Tensor[] constants) -> int", step_load);
+  m.def("step_run(int id, Tensor[] inputs) -> Tensor[]", step_run);
+  m.def("step_free(int id) -> ()", step_free);
 }
 TORCH_LIBRARY_IMPL(anno, CPU, m) {
   m.impl("anno_linear", linear);

@@ -32,6 +32,7 @@ import torch
 SOURCE = Path(__file__).with_name("blas.cpp")
 KERNELS = Path(__file__).with_name("blas_kernels.h")  # included by SOURCE
 ATTENTION = Path(__file__).with_name("blas_attention.h")  # included by SOURCE
+PACKAGE = Path(__file__).with_name("blas_package.h")  # included by SOURCE
 SHIM_SOURCE = Path(__file__).with_name("blas_shim.c")  # the symbol compiled steps call; see that file
 # (sgemv, sgemm, integer type) of the OpenBLAS builds numpy ships: scipy-openblas64 (numpy >= 2 wheels, ILP64,
 # prefixed symbols), scipy-openblas32, and a plain libopenblas.
@@ -76,7 +77,7 @@ def find_openblas() -> tuple[Path, tuple[str, str, str]] | str:
 def source_digest() -> str:
     """engine/blas.cpp's, its headers' and engine/blas_shim.c's digest: libraries and compiled packages built
     from other source are not reused."""
-    files = (SOURCE, KERNELS, ATTENTION, SHIM_SOURCE)
+    files = (SOURCE, KERNELS, ATTENTION, PACKAGE, SHIM_SOURCE)
     if not all(f.is_file() for f in files):
         return "missing"
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
@@ -84,7 +85,7 @@ def source_digest() -> str:
 
 def loaded() -> bool:
     """Whether anno::anno_linear (and anno::anno_linear_q8, anno::anno_attend) is registered in this process."""
-    return hasattr(torch.ops, "anno") and hasattr(torch.ops.anno, "anno_attend")
+    return hasattr(torch.ops, "anno") and hasattr(torch.ops.anno, "anno_attend") and hasattr(torch.ops.anno, "step_run")
 
 
 def library_file(folder: Path) -> Path | str:

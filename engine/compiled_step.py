@@ -165,7 +165,7 @@ class CompiledGPT2:
             return self.lean.prefill(ids, cache, slot)
         run = [torch.tensor(ids, dtype=torch.long), torch.arange(n), torch.full((n,), slot, dtype=torch.long),
                torch.tensor([n - 1])]
-        logits = runner.loader.boxed_run([*run, *cache.k, *cache.v])[0]
+        logits = runner.run([*run, *cache.k, *cache.v])[0]
         if new_row:
             cache.lengths.append(n)
         else:
@@ -190,7 +190,7 @@ class CompiledGPT2:
         run = [torch.tensor([t for ids in prompts for t in ids], dtype=torch.long),
                torch.cat([torch.arange(k) for k in n]),
                torch.cat([torch.full((k,), first + i, dtype=torch.long) for i, k in enumerate(n)]), ends - 1]
-        logits = runner.loader.boxed_run([*run, *cache.k, *cache.v])[0]
+        logits = runner.run([*run, *cache.k, *cache.v])[0]
         cache.lengths.extend(n)
         return [logits[i:i + 1] for i in range(len(prompts))]
 
@@ -241,7 +241,7 @@ class CompiledGPT2:
             tok_np[0], pos_np[0] = tokens[0], cache.lengths[0]
         else:
             tok, pos = torch.tensor(tokens, dtype=torch.long), torch.tensor(cache.lengths)
-        logits = runner.loader.boxed_run([tok, pos, every, every, *cache.k, *cache.v])[0]
+        logits = runner.run([tok, pos, every, every, *cache.k, *cache.v])[0]
         cache.lengths = [n + 1 for n in cache.lengths]
         return logits
 

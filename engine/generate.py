@@ -192,29 +192,70 @@ def generate_ids(
     return _decode(model, prompt, cfg, stop_event, logits_processors(cfg, processors), _eos_ids(model, eos_id), lean)
 
 
+# Per token on CPU, decoding adds only plain Python and numpy to the forward pass: after a step has streamed
+# the weights each torch op cost 5-18 us (its code no longer in cache), against a 0.15 ms demo-model step (2
+# threads, /tmp/s12/loop.py, 2026-12-01): argmax 15-18 us -> numpy's, the history's torch.cat 8 us -> a
+# preallocated buffer written through numpy, a new inference_mode object a step -> one reused. `History`,
+# `choose` and `seeded_generator` are shared with engine/batching.py's rows.
+
+
+def seeded_generator(cfg: GenerationConfig, device) -> torch.Generator | None:
+    """A request's own generator when it samples (cfg.seed, else seeded from the OS); None when greedy."""
+    if cfg.temperature <= 0:
+        return None
+    gen = torch.Generator(device=device)
+    if cfg.seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(cfg.seed)
+    return gen
+
+
+class History:
+    """Every id of one sequence so far, in a buffer of room for `room` more: `ids()` is the [1, n] view that
+    processors read, `last()` the [1, 1] last id; `append` writes through numpy on CPU."""
+
+    __slots__ = ("buf", "n", "_np")
+
+    def __init__(self, ids: Sequence[int], room: int, device):
+        self.n = len(ids)
+        self.buf = torch.empty((1, self.n + room), dtype=torch.long, device=device)
+        self.buf[0, :self.n] = torch.tensor(ids, dtype=torch.long)
+        self._np = self.buf.numpy() if self.buf.device.type == "cpu" else None
+
+    def ids(self) -> torch.Tensor:
+        return self.buf[:, :self.n]
+
+    def last(self) -> torch.Tensor:
+        return self.buf[:, self.n - 1:self.n]
+
+    def append(self, token: int) -> None:
+        if self._np is not None:
+            self._np[0, self.n] = token
+        else:
+            self.buf[0, self.n] = token
+        self.n += 1
+
+
+def choose(scores: torch.Tensor, gen: torch.Generator | None) -> int:
+    """The next id from processed scores [1, vocab]: a draw from gen, else the first maximum (numpy's argmax
+    for CPU fp32 scores: the same index as torch.argmax, a NaN's included)."""
+    if gen is not None:
+        return int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=gen))
+    if scores.device.type == "cpu" and scores.dtype == torch.float32:
+        return int(scores.numpy().argmax())
+    return int(torch.argmax(scores, dim=-1))
+
+
 def _decode(
     model, prompt: list[int], cfg: GenerationConfig, stop_event, procs: LogitsProcessorList, eos: set[int], lean
 ) -> Generator[int, None, str]:
-    # Per token on CPU this loop adds only plain Python and numpy to the forward pass: each torch op here
-    # cost 5-18 us (its code cold after the step has streamed the weights), against a 0.15 ms demo-model step
-    # (2 threads, /tmp/s12/loop.py, 2026-12-01): argmax 15-18 us -> numpy's, the history's torch.cat 8 us ->
-    # a preallocated buffer written through numpy, a new inference_mode object a step -> one reused.
-    device = model.device
-    gen = None
-    if cfg.temperature > 0:
-        gen = torch.Generator(device=device)
-        if cfg.seed is None:
-            gen.seed()
-        else:
-            gen.manual_seed(cfg.seed)
-    n = len(prompt)
-    # every id so far (penalties and processors read them): seq = hist[:, :n], the next input hist[:, n-1:n]
-    hist = torch.empty((1, n + cfg.max_new_tokens), dtype=torch.long, device=device)
-    hist[0, :n] = torch.tensor(prompt, dtype=torch.long)
-    hist_np = hist.numpy() if device.type == "cpu" else None
+    gen = seeded_generator(cfg, model.device)
+    hist = History(prompt, cfg.max_new_tokens, model.device)  # what penalties and processors read
     # the lean path's cache is sized once: the last new token is never fed back
-    cache = lean.new_cache(1, n + cfg.max_new_tokens - 1) if lean is not None else None
+    cache = lean.new_cache(1, len(prompt) + cfg.max_new_tokens - 1) if lean is not None else None
     past, no_grad = None, torch.inference_mode()
+    token = prompt[-1]  # the last id so far: a step's input
     for i in range(cfg.max_new_tokens):
         if stop_event is not None and stop_event.is_set():
             return "cancelled"
@@ -223,25 +264,15 @@ def _decode(
             if lean is not None:
                 logits = lean.prefill(prompt, cache, 0) if i == 0 else lean.step((token,), cache)
             else:
-                out = model(input_ids=hist[:, :n] if i == 0 else hist[:, n - 1:n], past_key_values=past,
+                out = model(input_ids=hist.ids() if i == 0 else hist.last(), past_key_values=past,
                             use_cache=True, logits_to_keep=1)
                 past, logits = out.past_key_values, out.logits[:, -1]
             if logits.dtype != torch.float32:
                 logits = logits.float()
-            scores = procs(hist[:, :n], logits) if procs else logits
-            if gen is not None:
-                token = int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=gen))
-            elif hist_np is not None:  # numpy's argmax: the first maximum (or NaN), as torch.argmax
-                token = int(scores.numpy().argmax())
-            else:
-                token = int(torch.argmax(scores, dim=-1))
+            token = choose(procs(hist.ids(), logits) if procs else logits, gen)
         if token in eos:
             return "eot"
-        if hist_np is not None:
-            hist_np[0, n] = token
-        else:
-            hist[0, n] = token
-        n += 1
+        hist.append(token)
         yield token
     return "length"
 

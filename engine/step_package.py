@@ -166,7 +166,7 @@ def compile_runner(model, slots: int, width: int, use_openblas: bool | None = No
     """An AOTInductor runner of `_Step` for caches of this shape (any number of rows up to `slots`) at
     torch's current thread count, bound to the model's own parameters (no copy), loaded from `package_dir()`
     when compiled before. Its matrix products are engine/blas.py's op when use_openblas (None: when
-    that op's library exists or builds now), else at::addmm. Call as runner.loader.boxed_run([tokens, pos,
+    that op's library exists or builds now), else at::addmm. Call as runner.run([tokens, pos,
     slot, last, *k, *v]) -> [logits] (see `_Step`)."""
     use = openblas(build=True) if use_openblas is None else use_openblas
     if use and not openblas():
@@ -199,8 +199,43 @@ def compile_runner(model, slots: int, width: int, use_openblas: bool | None = No
             tmp = torch._inductor.aoti_compile_and_package(ep, package_path=os.path.join(d, "step.pt2"),
                                                            inductor_configs=configs)
             os.replace(tmp, pkg)
-    runner = torch._inductor.aoti_load_package(str(pkg))  # extracts the .so to its own temp folder
     params = dict(step.named_parameters(remove_duplicate=False)) | dict(step.named_buffers(remove_duplicate=False))
-    runner.load_constants({f: params[f].detach() for f in runner.get_constant_fqns()}, check_full_update=True,
-                          user_managed=True)
-    return runner
+    weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    return StepRunner(pkg, {name: t.detach() for name, t in params.items()}, release_gil=weights > RELEASE_GIL_BYTES)
+
+
+# Models with more weights than this run their steps with the GIL released (StepRunner). A long step (12x768:
+# 16-20 ms) then no longer stalls the server's other Python threads: with a thread doing Python work beside it,
+# that thread ran 1.6 million loop iterations during 50 steps instead of 50 thousand, the steps 19-22 -> 26-29
+# ms. A short one (the demo model: 0.15 ms) keeps it: each step would hand the GIL over and wait up to the
+# switch interval (5 ms) to get it back, and with a busy Python thread beside it a step took 57 ms
+# (/tmp/s12/gil4.py, gil5.py, 2026-12-01).
+RELEASE_GIL_BYTES = 32 << 20
+
+
+class StepRunner:
+    """A loaded package, bound to the model's own tensors (no copy): run([tokens, pos, slot, last, *k, *v]) ->
+    [logits] (see `_Step`; the list is consumed). release_gil: through engine/blas.py's anno::step_run when
+    that library is loaded (a torch op's call releases the GIL while it runs; engine/blas_package.h); else, or
+    without it, through AOTInductor's Python loader, which holds the GIL (see RELEASE_GIL_BYTES)."""
+
+    def __init__(self, path: Path, params: dict[str, torch.Tensor], release_gil: bool = True):
+        self._id, self._params = None, params  # the package reads the tensors in place: kept alive with it
+        if release_gil and blas.loaded():
+            self._op = torch.ops.anno.step_run.default
+            self._id = torch.ops.anno.step_load(str(path), list(params), list(params.values()))
+        else:
+            aoti = torch._inductor.aoti_load_package(str(path))  # extracts the .so to its own temp folder
+            aoti.load_constants({f: params[f] for f in aoti.get_constant_fqns()}, check_full_update=True,
+                                user_managed=True)
+            self._loader = aoti.loader
+
+    def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        return self._op(self._id, inputs) if self._id is not None else self._loader.boxed_run(inputs)
+
+    def __del__(self):
+        if getattr(self, "_id", None) is not None:
+            try:
+                torch.ops.anno.step_free(self._id)
+            except Exception:  # noqa: BLE001 -- interpreter shutdown: the library may be gone already
+                pass

@@ -232,6 +232,39 @@ def test_compiled_step_calls_the_op_once_per_product(op):
     torch.testing.assert_close(logits[True], logits[False], rtol=1e-5, atol=1e-5)
 
 
+def test_step_runner_through_the_op_equals_the_loader_and_frees(op, monkeypatch):
+    """A package run through anno::step_run (the call releases the GIL; engine/blas_package.h) gives the same
+    logits and cache writes as AOTInductor's Python loader; models over RELEASE_GIL_BYTES take that path, small
+    ones keep the loader; a freed runner's id is refused with a clear error."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from engine import step_package as SP
+
+    torch.manual_seed(1)
+    m = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=50)).eval()
+    small = C.compile_runner(m, 1, 64, use_openblas=True)
+    assert small._id is None  # 0.1 MB of weights: the loader, GIL held
+    monkeypatch.setattr(SP, "RELEASE_GIL_BYTES", 0)
+    big = C.compile_runner(m, 1, 64, use_openblas=True)
+    assert big._id is not None
+    caches, outs = [], []
+    for runner in (small, big):
+        cache = [torch.zeros(1, 2, 64, 16) for _ in range(4)]
+        with torch.inference_mode():
+            runner.run([torch.tensor([1, 2, 3]), torch.arange(3), torch.zeros(3, dtype=torch.long), torch.tensor([2]),
+                        *cache])
+            outs.append(runner.run([torch.tensor([4]), torch.tensor([3]), torch.tensor([0]), torch.tensor([0]), *cache])[0])
+        caches.append(cache)
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(*caches):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        assert a[0, :, 4:].abs().sum() == 0 and a[0, :, :4].abs().sum() > 0  # positions 0..3 written, no more
+    gone = big._id
+    del big, runner  # its last references
+    with pytest.raises(RuntimeError, match="no loaded step package with id"):
+        torch.ops.anno.step_run(gone, [torch.tensor([4])])
+
+
 def _attention(q, kc, vc, slot, pos, scale):
     """The reference: each row's softmax attention over its slot's keys 0..pos, per head."""
     heads, hd = kc.shape[1], kc.shape[3]
