@@ -132,7 +132,7 @@ def _generate(a) -> int:
     cfg = GenerationConfig(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
                            repetition_penalty=a.repetition_penalty, no_repeat_ngram_size=a.no_repeat_ngram_size,
                            seed=a.seed, stop=tuple(a.stop or ()), year=a.year, lock_year=a.lock_year,
-                           lock_corpus=a.corpus)
+                           lock_corpus=a.corpus, min_new_tokens=a.min_new_tokens)
     m = load(a.model, a.revision)
     if a.lock_year is not None:
         from engine.timelock import TimeLock  # its tables are cached per (tokenizer, year, corpus): stream() reuses them
@@ -398,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lock-year", type=int, help="time lock: forbid words first attested after this year")
     g.add_argument("--corpus", help="built corpus whose first-seen words the time lock bans too (default: lexicon only)")
     g.add_argument("--max-new-tokens", type=int, default=100)
+    g.add_argument("--min-new-tokens", type=int, default=0, help="no end of text before this many new tokens")
     g.add_argument("--temperature", type=float, default=0.8)
     g.add_argument("--top-k", type=int, default=50)
     g.add_argument("--top-p", type=float, default=0.95)

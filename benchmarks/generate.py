@@ -6,6 +6,8 @@ above all, slowed the others by up to a quarter when they shared a process):
   hf          transformers `model.generate` fp32, greedy                          (baseline)
   stream      Anno `stream` fp32, greedy: the default path (engine/compiled_step.py's compiled step, whose
               packages are built first and timed, where it compiles the model; else engine/fastpath.py's)
+  stream_proc the same `stream` with one Python logits processor (what the time lock adds per token: its
+              call, the id history's view, a torch op); it bans the end of text instead of min_new_tokens
   lean        (where the step compiles) the same `stream` with the compiled step turned off
   aten_mm     (where the step uses engine/blas.py's op) the same `stream` on a compiled step whose matrix
               products are at::addmm (MKL), as before that op (its packages built first too)
@@ -20,8 +22,9 @@ above all, slowed the others by up to a quarter when they shared a process):
   bytes per token / copy bandwidth); 1 vs 4 concurrent streams through the Batcher (aggregate tok/s),
   alternated over the rounds, medians.
 
-Every variant is forced to write exactly --new-tokens tokens (end of text suppressed: min_new_tokens,
-min_length, a logits processor), and its greedy ids are compared with `generate`'s (`same_tokens`).
+Every variant is forced to write exactly --new-tokens tokens, each through its own means of banning the end of
+text (min_new_tokens for generate and Anno's stream, min_length for CTranslate2, a logits processor for
+stream_proc; ids_model has no end id), and its greedy ids are compared with `generate`'s (`same_tokens`).
 TTFT = median time of a 1-token run; TPOT = (median total - TTFT) / (new tokens - 1).
 Shapes: "slm" (12x768, ctx 1024, vocab 8000, random init) and the trained demo model runs/tiny/model (or,
 when absent, a random-init 4x128 with the same vocabulary). The last line printed is one JSON object whose
@@ -71,7 +74,7 @@ PAUSE_S = 0.3
 
 
 class NoEnd(LogitsProcessor):
-    """Bans the end-of-text id so every variant writes the same number of tokens (generate's min_new_tokens)."""
+    """Bans the end-of-text id (the stream_proc variant: min_new_tokens done as a caller's processor)."""
 
     def __init__(self, eot: int):
         self.eot, self.index = eot, torch.tensor([eot])  # made once: a new tensor a token cost ~5 us
@@ -152,8 +155,11 @@ def variant(name: str, model_dir: Path, ct2_dir: Path):
         return out[0, len(ids):].tolist()
 
     def streamed(n):
-        cfg = GenerationConfig(max_new_tokens=n, **GREEDY)
-        return list(list(stream(model, tok, PROMPT, cfg, processors=[NoEnd(eot)]))[-1].generated_ids)
+        if name == "stream_proc":
+            cfg, procs = GenerationConfig(max_new_tokens=n, **GREEDY), [NoEnd(eot)]
+        else:
+            cfg, procs = GenerationConfig(max_new_tokens=n, min_new_tokens=n, **GREEDY), []
+        return list(list(stream(model, tok, PROMPT, cfg, processors=procs))[-1].generated_ids)
 
     def ids_model(n):
         return list(generate_ids(model, ids, GenerationConfig(max_new_tokens=n, **GREEDY), eos_id=-1, fast=False))
@@ -220,7 +226,7 @@ def alternate(names: list[str], model_dir: Path, ct2_dir: Path, n: int, rounds: 
 
 
 def concurrent(model, tok, n: int, streams: int) -> dict:
-    cfg = GenerationConfig(max_new_tokens=n, **GREEDY)
+    cfg = GenerationConfig(max_new_tokens=n, min_new_tokens=n, **GREEDY)
     prompts = [PROMPT, "The King came to Whitehall and", "In the Citie there was great", "Upon the Thames the"]
     with Batcher(model, tok, max_batch=MAX_BATCH) as b:
         list(b.submit(PROMPT, cfg))  # warm-up
@@ -294,7 +300,7 @@ def bench_shape(name: str, model_dir: Path, n: int, rounds: int, bandwidth: floa
                                 "shapes": shapes}
     else:
         out["compiled_step"] = {"not_used": why}
-    names = ["hf", "stream", "ids_model", "int8"]
+    names = ["hf", "stream", "stream_proc", "ids_model", "int8"]
     if why is None:
         names += ["lean"] + (["aten_mm"] if out["compiled_step"]["openblas"] else [])
         names += ["ob_gemv"] if out["compiled_step"]["own_gemv"] else []
@@ -342,6 +348,7 @@ def bench_shape(name: str, model_dir: Path, n: int, rounds: int, bandwidth: floa
         "stream_tpot_vs_hf": ratio(st["tpot_ms"], hf["tpot_ms"]),
         "fp32_vs_bandwidth_bound": ratio(st["tok_per_s"], out["bandwidth"]["bound_tok_per_s"]),
         "stream_vs_hf": ratio(st["tok_per_s"], hf["tok_per_s"]),
+        "stream_proc_vs_stream": ratio(out["stream_proc"]["tok_per_s"], st["tok_per_s"]),
         "lean_vs_model_forward": ratio(out.get("lean", st)["tok_per_s"], out["ids_model"]["tok_per_s"]),
         "int8_vs_hf": ratio(q8["tok_per_s"], hf["tok_per_s"]),
         "compiled_vs_lean": ratio(st["tok_per_s"], out.get("lean", {}).get("tok_per_s")),

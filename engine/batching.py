@@ -82,7 +82,7 @@ from transformers import LogitsProcessor
 from engine.compiled_step import batch_shape, engine_for
 from engine.fastpath import LeanRows, unsupported
 from engine.generate import (
-    GenerationConfig, History, StreamEvent, choose, eot_id, generate_ids, logits_processors, model_context,
+    GenerationConfig, History, StreamEvent, ban_ends, choose, eot_id, generate_ids, logits_processors, model_context,
     prompt_ids, seeded_generator, text_events, with_time_lock,
 )
 from engine.padded_rows import PaddedRows
@@ -287,12 +287,18 @@ class Batcher:
     def _pick(self, req: _Request, logits: torch.Tensor, i: int = 0, flat=None) -> int:
         """engine.generate._decode's choice for row i of logits: processors over the request's own history,
         then argmax or a draw from its own generator. flat: logits as a numpy array (CPU fp32), whose row's
-        argmax a greedy row without processors takes with no torch op."""
+        argmax a greedy row without processors takes with no torch op. Before min_new_tokens new tokens the end
+        of text is banned in the row (in place: the step's own output)."""
+        ban = req.n_new < req.cfg.min_new_tokens
         if flat is not None and req.gen is None and not req.procs:
+            if ban:
+                flat[i, req.eot] = float("-inf")
             return int(flat[i].argmax())
         row = logits[i:i + 1]
         if row.dtype != torch.float32:
             row = row.float()
+        if ban:
+            row = ban_ends(row, [req.eot])
         return choose(req.procs(req.hist.ids(), row) if req.procs else row, req.gen)
 
     def _accept(self, req: _Request, token: int) -> bool:

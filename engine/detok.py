@@ -1,8 +1,10 @@
 """Incremental detokenization and stop-string scanning: turning a stream of token ids into text deltas.
 
-Owns: `detokenize` (ids -> text deltas whose concatenation is exactly `tok.decode(ids)`) and `scan_stops`
+Owns: `detokenize` (ids -> text deltas whose concatenation is exactly `tok.decode(ids)`), `scan_stops`
 (where a stop string begins in the text, and how much text is safe to release while a stop string might
-still be forming). Generation (engine/generate.py) yields ids only; this is the layer that makes text.
+still be forming) and `text_events`, which turns an id generator into the StreamEvents (TextDelta...,
+Finished) that `stream` and the batcher hand out. Generation (engine/generate.py) yields ids only; this is
+the layer that makes text.
 
 The per-token work is done by `tokenizers.decoders.DecodeStream` (the library's own streaming decoder, in
 Rust): it re-decodes a short window of ids and emits only when the window's text does not end in U+FFFD, so
@@ -14,7 +16,8 @@ full decode at the end, so the deltas always add up to `tok.decode(ids)` exactly
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 from tokenizers import Tokenizer
 from tokenizers.decoders import DecodeStream
@@ -63,3 +66,78 @@ def scan_stops(text: str, stops: Sequence[str], start: int = 0) -> tuple[int | N
         if any(s.startswith(tail) for s in stops):
             return None, len(text) - k
     return None, len(text)
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New text since the previous event; never empty."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event. text == the concatenation of all TextDelta texts (cut before a stop string when
+    finish_reason is "stop_string"). prompt_tokens counts what the model saw (era token included);
+    dropped_tokens how many were cut from the left of a prompt too long for the context."""
+
+    text: str
+    finish_reason: str  # one of engine/generate.py's FINISH_REASONS
+    prompt_tokens: int
+    generated_tokens: int
+    prompt_truncated: bool
+    dropped_tokens: int
+    generated_ids: tuple[int, ...]
+
+
+StreamEvent = TextDelta | Finished
+
+
+def text_events(
+    tok, it: Generator[int, None, str], stops: tuple[str, ...], skip_special_tokens: bool, n_prompt: int, dropped: int
+) -> Iterator[StreamEvent]:
+    """`it`'s ids (its return value: the finish reason) as TextDelta events, cut at the first of `stops`, then
+    one Finished event; n_prompt and dropped are reported in it. Closing the events closes `it`."""
+    generated: list[int] = []
+    reason = None
+
+    def source() -> Iterator[int]:
+        nonlocal reason
+        try:
+            while True:
+                try:
+                    token = next(it)
+                except StopIteration as done:
+                    reason = done.value
+                    return
+                generated.append(token)
+                yield token
+        finally:
+            it.close()
+
+    src = source()
+    deltas = detokenize(tok, src, skip_special_tokens)
+    text, released = "", 0
+    try:
+        for delta in deltas:
+            text += delta
+            if not stops:  # every delta is final at once (scan_stops' answer, without its ~10 us a token)
+                released = len(text)
+                yield TextDelta(delta)
+                continue
+            stop_at, safe = scan_stops(text, stops, released)
+            if safe > released:
+                yield TextDelta(text[released:safe])
+                released = safe
+            if stop_at is not None:
+                reason, text = "stop_string", text[:stop_at]
+                break
+    finally:
+        deltas.close()
+        src.close()
+    if released < len(text):  # generation over: a held-back possible stop start is plain text after all
+        yield TextDelta(text[released:])
+    yield Finished(
+        text=text, finish_reason=reason, prompt_tokens=n_prompt, generated_tokens=len(generated),
+        prompt_truncated=dropped > 0, dropped_tokens=dropped, generated_ids=tuple(generated),
+    )

@@ -22,7 +22,8 @@ from transformers import (
 )
 
 from engine.compiled_step import engine_for
-from engine.detok import detokenize, scan_stops
+# the text layer lives in engine/detok.py; its event types are importable from here, beside stream()
+from engine.detok import Finished, StreamEvent, TextDelta, text_events  # noqa: F401
 from engine.fastpath import LeanGPT2, unsupported
 from engine.tokenizer import EOT, encode_prompt, era_token
 
@@ -47,7 +48,9 @@ MIN_TEMPERATURE = 1e-3
 @dataclass(frozen=True)
 class GenerationConfig:
     """Decoding settings. temperature 0 is greedy (top_k/top_p then play no part); top_k 0 and top_p 1 and
-    repetition_penalty 1 and no_repeat_ngram_size 0 are off. The same seed gives the same ids (and text);
+    repetition_penalty 1 and no_repeat_ngram_size 0 are off. min_new_tokens: the end of text cannot come
+    before that many new tokens (transformers' min_new_tokens; stop strings and cancellation still end it).
+    The same seed gives the same ids (and text);
     seed None draws a fresh one. year puts the decade's era token in front of the prompt (a year outside
     1500-1859 gets <|unknown-era|>). Construction checks everything but the context bound; validate(context)
     adds it."""
@@ -63,6 +66,7 @@ class GenerationConfig:
     year: int | None = None
     lock_year: int | None = None  # time lock: no word first attested after this year (engine/timelock.py)
     lock_corpus: str | None = None  # built corpus whose train-split first-seen words the lock bans too (None: lexicon)
+    min_new_tokens: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -73,6 +77,9 @@ class GenerationConfig:
         n = self.max_new_tokens
         if not _is_int(n) or n < 1 or (context is not None and n > context):
             raise ValueError(f"GenerationConfig.max_new_tokens={n!r}: must be an integer in [1, {hi}]")
+        if not _is_int(self.min_new_tokens) or not 0 <= self.min_new_tokens <= n:
+            raise ValueError(f"GenerationConfig.min_new_tokens={self.min_new_tokens!r}: must be an integer in "
+                             f"[0, max_new_tokens={n}]")
         if not _is_real(self.temperature) or self.temperature < 0 or 0 < self.temperature < MIN_TEMPERATURE:
             raise ValueError(
                 f"GenerationConfig.temperature={self.temperature!r}: must be 0 (greedy) or a number >= "
@@ -188,7 +195,8 @@ def generate_ids(
             f"prompt_ids has {len(prompt)} tokens: with max_new_tokens={cfg.max_new_tokens} at most "
             f"{context - cfg.max_new_tokens + 1} fit the model context of {context} (stream() truncates)"
         )
-    lean = (engine_for(model) or LeanGPT2(model)) if fast and unsupported(model) is None else None
+    # engine_for checks the model itself (fully once, then only dtype and device): the lean check is for the rest
+    lean = (engine_for(model) or (LeanGPT2(model) if unsupported(model) is None else None)) if fast else None
     return _decode(model, prompt, cfg, stop_event, logits_processors(cfg, processors), _eos_ids(model, eos_id), lean)
 
 
@@ -220,8 +228,11 @@ class History:
     def __init__(self, ids: Sequence[int], room: int, device):
         self.n = len(ids)
         self.buf = torch.empty((1, self.n + room), dtype=torch.long, device=device)
-        self.buf[0, :self.n] = torch.tensor(ids, dtype=torch.long)
         self._np = self.buf.numpy() if self.buf.device.type == "cpu" else None
+        if self._np is not None:
+            self._np[0, :self.n] = ids  # numpy from the list: a tenth of torch.tensor + a slice copy
+        else:
+            self.buf[0, :self.n] = torch.tensor(ids, dtype=torch.long)
 
     def ids(self) -> torch.Tensor:
         return self.buf[:, :self.n]
@@ -235,6 +246,18 @@ class History:
         else:
             self.buf[0, self.n] = token
         self.n += 1
+
+
+def ban_ends(logits: torch.Tensor, ends: list[int]) -> torch.Tensor:
+    """logits [rows, vocab] with the end ids at -inf (min_new_tokens), in place: they are the step's own output,
+    read once. On CPU fp32 through numpy, one store instead of a torch op (10-20 us each after a step). -inf
+    first and the processors after is what transformers' order gives too: penalties, bans and warpers keep an
+    -inf an -inf."""
+    if logits.device.type == "cpu" and logits.dtype == torch.float32:
+        logits.numpy()[..., ends] = float("-inf")
+    else:
+        logits[..., ends] = float("-inf")
+    return logits
 
 
 def choose(scores: torch.Tensor, gen: torch.Generator | None) -> int:
@@ -256,6 +279,7 @@ def _decode(
     cache = lean.new_cache(1, len(prompt) + cfg.max_new_tokens - 1) if lean is not None else None
     past, no_grad = None, torch.inference_mode()
     token = prompt[-1]  # the last id so far: a step's input
+    ends, min_new = sorted(eos), cfg.min_new_tokens
     for i in range(cfg.max_new_tokens):
         if stop_event is not None and stop_event.is_set():
             return "cancelled"
@@ -269,6 +293,8 @@ def _decode(
                 past, logits = out.past_key_values, out.logits[:, -1]
             if logits.dtype != torch.float32:
                 logits = logits.float()
+            if i < min_new and ends:
+                logits = ban_ends(logits, ends)
             token = choose(procs(hist.ids(), logits) if procs else logits, gen)
         if token in eos:
             return "eot"
@@ -280,29 +306,6 @@ def _decode(
 # ---------------------------------------------------------------------------------------------- text
 
 
-@dataclass(frozen=True)
-class TextDelta:
-    """New text since the previous event; never empty."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Finished:
-    """The last event. text == the concatenation of all TextDelta texts (cut before a stop string when
-    finish_reason is "stop_string"). prompt_tokens counts what the model saw (era token included);
-    dropped_tokens how many were cut from the left of a prompt too long for the context."""
-
-    text: str
-    finish_reason: str  # one of FINISH_REASONS
-    prompt_tokens: int
-    generated_tokens: int
-    prompt_truncated: bool
-    dropped_tokens: int
-    generated_ids: tuple[int, ...]
-
-
-StreamEvent = TextDelta | Finished
 
 
 def eot_id(tok) -> int:
@@ -358,47 +361,3 @@ def stream(
     processors = with_time_lock(tok, cfg, processors, len(ids))
     it = generate_ids(model, ids, cfg, stop_event, processors, eos_id=eot_id(tok))
     return text_events(tok, it, cfg.stop, skip_special_tokens, len(ids), dropped)
-
-
-def text_events(
-    tok, it: Generator[int, None, str], stops: tuple[str, ...], skip_special_tokens: bool, n_prompt: int, dropped: int
-) -> Iterator[StreamEvent]:
-    generated: list[int] = []
-    reason = None
-
-    def source() -> Iterator[int]:
-        nonlocal reason
-        try:
-            while True:
-                try:
-                    token = next(it)
-                except StopIteration as done:
-                    reason = done.value
-                    return
-                generated.append(token)
-                yield token
-        finally:
-            it.close()
-
-    src = source()
-    deltas = detokenize(tok, src, skip_special_tokens)
-    text, released = "", 0
-    try:
-        for delta in deltas:
-            text += delta
-            stop_at, safe = scan_stops(text, stops, released)
-            if safe > released:
-                yield TextDelta(text[released:safe])
-                released = safe
-            if stop_at is not None:
-                reason, text = "stop_string", text[:stop_at]
-                break
-    finally:
-        deltas.close()
-        src.close()
-    if released < len(text):  # generation over: a held-back possible stop start is plain text after all
-        yield TextDelta(text[released:])
-    yield Finished(
-        text=text, finish_reason=reason, prompt_tokens=n_prompt, generated_tokens=len(generated),
-        prompt_truncated=dropped > 0, dropped_tokens=dropped, generated_ids=tuple(generated),
-    )

@@ -125,7 +125,11 @@ def _compiled(cfg: NormalizeConfig) -> tuple[tuple[str, tuple[tuple[re.Pattern, 
 
 
 def repair(text: str) -> str:
-    """ftfy's mojibake, HTML-entity, C1, width and escape fixes (stage 1); the identity on clean text."""
+    """ftfy's mojibake, HTML-entity, C1, width and escape fixes (stage 1); the identity on clean text. ASCII
+    text with no "&" (an entity) and no ESC (a terminal escape) has nothing those fixes act on, and skips
+    ftfy (0.15 ms of a prompt's 0.3 ms; tests/test_normalize.py checks the identity against ftfy)."""
+    if text.isascii() and "&" not in text and "\x1b" not in text:
+        return text
     return ftfy.fix_text(text, _REPAIR)
 
 

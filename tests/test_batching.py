@@ -8,6 +8,7 @@ Model: runs/tiny/model (4x128, trained, vocab 8000) when present, otherwise a ra
 byte-level BPE trained here; every test runs either way."""
 from __future__ import annotations
 
+import copy
 import random
 import threading
 from pathlib import Path
@@ -272,3 +273,47 @@ def test_seed_gives_same_text_alone_and_in_a_batch_of_four(served, batcher):
     got = consume(handles)
     assert got == expected
     assert max(h.first_token_step for h in handles) <= 1  # all four were in the batch together
+
+
+class EndFirst(LogitsProcessor):
+    """Makes <|endoftext|> (id 0) the greedy choice at every step it is not banned from."""
+
+    def __call__(self, input_ids, scores):
+        scores = scores.clone()
+        scores[:, 0] += 1e4
+        return scores
+
+
+def test_min_new_tokens_in_a_batch_as_alone(served, batcher):
+    """The ban on a row with processors (a torch store before them): in a batch as alone."""
+    cfgs = [GenerationConfig(max_new_tokens=30, temperature=0, min_new_tokens=k) for k in (0, 6, 30)]
+    ended = alone(served, "My Lord,", cfgs[0], processors=[EndFirst()])
+    assert ended[-1].generated_tokens == 0 and ended[-1].finish_reason == "eot"
+    expected = [alone(served, p, c, processors=[EndFirst()]) for p, c in zip(("My Lord,", "In the yeare"), cfgs[1:])]
+    assert [(e[-1].generated_tokens, e[-1].finish_reason) for e in expected] == [(6, "eot"), (30, "length")]
+    gate = Gate(at=1)  # hold the first prefill until both are queued: they decode as one batch
+    handles = [batcher.submit("My Lord,", cfgs[1], processors=[EndFirst(), _Hook(gate)])]
+    assert gate.reached.wait(WAIT)
+    handles.append(batcher.submit("In the yeare", cfgs[2], processors=[EndFirst()]))
+    gate.release.set()
+    assert consume(handles) == expected
+    assert max(h.first_token_step for h in handles) <= 1
+
+
+def test_min_new_tokens_on_greedy_rows_without_processors(served):
+    """The ban on greedy rows without processors (numpy's store and argmax over the step's logits): a copy of
+    the model whose final layer norm outputs one fixed vector that the end of text's (tied) row points along,
+    so the end wins every step it may."""
+    model, tok = served
+    ender = copy.deepcopy(model)
+    with torch.no_grad():
+        ln_f, wte = ender.transformer.ln_f, ender.transformer.wte.weight
+        ln_f.weight.zero_()
+        ln_f.bias.copy_(torch.linspace(-1, 1, ln_f.bias.numel()))
+        wte[0] = 50 * ln_f.bias
+    cfgs = [GenerationConfig(max_new_tokens=30, temperature=0, min_new_tokens=k) for k in (0, 5, 12)]
+    expected = [alone((ender, tok), p, c) for p, c in zip(("My Lord,", "In the yeare", "Upon the Thames"), cfgs)]
+    assert [(e[-1].generated_tokens, e[-1].finish_reason) for e in expected] == [(0, "eot"), (5, "eot"), (12, "eot")]
+    with Batcher(ender, tok, max_batch=4) as b:
+        handles = [b.submit(p, c) for p, c in zip(("My Lord,", "In the yeare", "Upon the Thames"), cfgs)]
+        assert consume(handles) == expected

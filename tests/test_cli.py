@@ -1,4 +1,5 @@
-"""CLI subcommands beyond the corpus: tokenizer train, train (fresh, pause, resume), import-checkpoint."""
+"""CLI subcommands beyond the corpus: tokenizer train, train (fresh, pause, resume), generate's length bounds,
+import-checkpoint."""
 import json
 
 import torch
@@ -24,6 +25,11 @@ def test_tokenizer_train_and_train_and_resume(tiny_corpus, tmp_path, capsys):
     assert cli.main(["train", "--resume", str(run)]) == 0
     out = last_json(capsys.readouterr().out)
     assert out["status"] == "completed" and out["step"] == 4
+    gen = ["generate", "--model", str(run), "--prompt", "The", "--max-new-tokens", "12", "--temperature", "0"]
+    assert cli.main(gen + ["--min-new-tokens", "12"]) == 0
+    assert json.loads(capsys.readouterr().err.splitlines()[-1])["generated_tokens"] == 12
+    assert cli.main(gen + ["--min-new-tokens", "13"]) == 2
+    assert "min_new_tokens=13: must be an integer in [0, max_new_tokens=12]" in capsys.readouterr().err
     assert cli.main(args) == 2  # the folder holds a run already
     assert "already holds a run" in capsys.readouterr().err
     assert cli.main(["train", "--preset", "huge"]) == 2

@@ -115,6 +115,8 @@ def _events(model, tok, prompt, cfg, **kw):
     ("stop", ("",), r"stop=\(''\,\): must be a tuple of non-empty strings"),
     ("stop", ["x"], r"stop=\['x'\]: must be a tuple of non-empty strings"),
     ("year", "1650", r"year='1650': must be None or an integer year"),
+    ("min_new_tokens", -1, r"min_new_tokens=-1: must be an integer in \[0, max_new_tokens=200\]"),
+    ("min_new_tokens", 201, r"min_new_tokens=201: must be an integer in \[0, max_new_tokens=200\]"),
 ])
 def test_bad_parameter_names_field_and_range(field, value, message):
     with pytest.raises(ValueError, match=rf"GenerationConfig\.{message}"):
@@ -164,6 +166,36 @@ def test_greedy_matches_model_generate(model, tok, prompt):
     assert ours_penal == _hf(model, ids, do_sample=False, max_new_tokens=40, repetition_penalty=1.3,
                              no_repeat_ngram_size=2)
     assert ours_penal != ours  # the processors did something
+
+
+class Boost(LogitsProcessor):
+    """Adds `by` to one id's score: with a large `by` that id wins every greedy step it is allowed to."""
+
+    def __init__(self, token: int, by: float):
+        self.token, self.by = token, by
+
+    def __call__(self, input_ids, scores):
+        scores = scores.clone()
+        scores[:, self.token] += self.by
+        return scores
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_min_new_tokens_bans_the_end_until_reached_as_model_generate(model, tok, fast):
+    ids = encode_prompt(tok, "The old man", 1650)
+    boost = [Boost(EOT_ID, 1e4)]  # end of text is the greedy choice at every step
+    cfg = GenerationConfig(max_new_tokens=20, temperature=0)
+    assert list(generate_ids(model, ids, cfg, processors=boost, fast=fast)) == []
+    for k in (1, 7, 20):
+        ours = list(generate_ids(model, ids, replace(cfg, min_new_tokens=k), processors=boost, fast=fast))
+        assert EOT_ID not in ours and len(ours) == k  # the end comes at the first step it may
+        assert ours == _hf(model, ids, do_sample=False, max_new_tokens=20, min_new_tokens=k,
+                           logits_processor=boost)
+    # without a processor this random model never picks the end: the ban (a store in place) changes no id
+    plain = list(generate_ids(model, ids, cfg, fast=fast))
+    assert list(generate_ids(model, ids, replace(cfg, min_new_tokens=20), fast=fast)) == plain
+    events = list(stream(model, tok, "The old man", replace(cfg, min_new_tokens=5, year=1650), processors=boost))
+    assert events[-1].generated_tokens == 5 and events[-1].finish_reason == "eot"
 
 
 @pytest.mark.parametrize("prompt", PROMPTS[:2])

@@ -72,6 +72,22 @@ def test_tokenizer_normalizer_agrees_with_python(tok_norm, s):
     assert tok_norm.normalize_str(s) == apply_rules(s)
 
 
+_ASCII_PLAIN = "".join(chr(c) for c in range(128) if chr(c) not in "&\x1b")
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.text(alphabet=_ASCII_PLAIN, max_size=80))
+@example("\r\n\x00\x7f\x0b<b>it's</b> \"quoted\" -- ae oe fi ... 1/2 \\x41 \\u00e9")
+def test_repair_skips_ftfy_only_where_ftfy_changes_nothing(s):
+    import ftfy
+
+    from engine.normalize import _REPAIR
+    assert repair(s) == s == ftfy.fix_text(s, _REPAIR)
+    for t in (s + "&amp;", s + "\x1b[31m"):  # an entity, a terminal escape: ftfy's work
+        assert repair(t) == ftfy.fix_text(t, _REPAIR)
+    assert repair("a &amp; b \x1b[1mX\x1b[0m") == "a & b X"
+
+
 @settings(max_examples=100, deadline=None)
 @given(s=TEXT)
 @example(s="\u00c2\x0b\x95")  # removing \x0b uncovers mojibake: normalize repeats repair until it holds
