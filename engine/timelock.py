@@ -17,6 +17,11 @@ letters as the lock reads text ("o.k." is "o" then "k"), except category "polyse
 and cued entries (old words in another sense), and the words the detector dates on corpus evidence alone
 (engine/firstseen.strong_words) for the same years. The lock uses no margin on lexicon dates: it is stricter
 than the detector, which allows a few years of slack.
+Cost per step: the part of the mask that depends on the word in progress alone is kept per prefix on the shared
+table, the tail's words' normal forms are memoised, the mask is built with numpy stores, and the last step's
+ban of every word a token opens is gathered once per table: the lock adds 0.19 ms a token to the demo model's
+greedy decoding (0.375 -> 0.569 ms), against 0.41 (0.40 -> 0.81) before; the same masks on 69,972 prefixes of
+lexicon-word texts at four years, last step included (/tmp/s13/tleq.py, 2026-12-01).
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import LogitsProcessor
 
@@ -37,6 +43,8 @@ from engine.wordforms import surfaces, words as form_words
 _WORD = re.compile(r"[^\W\d_]+")
 _LEAD = re.compile(r"^[^\W\d_]*")
 TAIL_TOKENS = 24  # decoded tail per step: enough for the word in progress and a 7-word multiword prefix
+_MEMO_MAX = 50_000  # entries of a table's per-prefix memo before it starts over
+_word_norm = lru_cache(maxsize=1 << 16)(normalize)  # the decoded tail's words recur at every step
 
 
 def _add(words: tuple[str, ...], singles: set, multi: dict) -> None:
@@ -85,6 +93,9 @@ class _TokenTable:
         self.first_inner: dict[str, list[int]] = {}  # its first new word is finished inside the token
         self.opening: dict[str, list[int]] = {}
         self.ends_multi = torch.zeros(vocab_size, dtype=torch.bool)  # its last words are a whole multiword term  # tokens that end the word in progress and start another at their end
+        # memos of TimeLock (filled as locks use this table, shared by every request for it)
+        self.by_prefix: dict[tuple[str, bool], tuple[bool, np.ndarray]] = {}  # TimeLock._singles
+        self.last_tokens: tuple[np.ndarray, np.ndarray] | None = None  # TimeLock._ending_tokens
         special = set(tok.all_special_ids)
         for tid in range(min(vocab_size, len(tok))):
             if tid in special:
@@ -140,62 +151,90 @@ class TimeLock(LogitsProcessor):
         where = None if corpus_dir is None else str(Path(corpus_dir).resolve())
         self.table, self.sorted_singles, self.multi = _table(tok, year, where,
                                                              where and corpus_fingerprint(where))
+        self._decode = getattr(tok, "backend_tokenizer", tok).decode
+        t = self.table  # numpy views of its masks (shared memory): a step's mask is built with numpy stores
+        self._static, self._starts, self._ends = t.static.numpy(), t.starts_banned.numpy(), t.ends_word.numpy()
 
-    def _banned_after(self, prefix: str, history: tuple[str, ...]) -> list[str]:
-        """Banned forms (single words, plus last words of multiword terms matching history) starting with prefix.
-        At a boundary (prefix "") single words are covered by the precomputed starts_banned mask."""
-        out = []
-        i = bisect.bisect_left(self.sorted_singles, prefix) if prefix else len(self.sorted_singles)
-        while i < len(self.sorted_singles) and self.sorted_singles[i].startswith(prefix):
-            out.append(self.sorted_singles[i])
-            i += 1
-        for k in range(1, min(len(history), 7) + 1):
-            for last in self.multi.get(history[-k:], ()):
-                if last.startswith(prefix):
-                    out.append(last)
-        return out
+    def _ending_tokens(self) -> tuple[np.ndarray, np.ndarray]:
+        """(tokens that open a banned single word at their end, tokens that are a banned single word's letters
+        and go on): what the last step bans whatever the text, gathered once per lock."""
+        t = self.table
+        if t.last_tokens is None:
+            opening = [tid for w in self.sorted_singles for tid in t.opening.get(w, ())]
+            continuing = [tid for w in self.sorted_singles for tid in t.continuing.get(w, ())]
+            t.last_tokens = (np.array(opening, dtype=np.int64), np.array(continuing, dtype=np.int64))
+        return t.last_tokens
+
+    def _singles(self, prefix: str, last: bool) -> tuple[bool, np.ndarray]:
+        """(prefix is itself a banned single word, the tokens that would finish a banned single word starting
+        with prefix -- and, when last, those that continue one), for a word in progress: the part of a step's
+        mask that depends on the prefix alone, kept per prefix (a few hundred forms share a short one)."""
+        key, memo = (prefix, last), self.table.by_prefix
+        got = memo.get(key)
+        if got is None:
+            t, banned_itself, tids = self.table, False, []
+            i = bisect.bisect_left(self.sorted_singles, prefix)
+            while i < len(self.sorted_singles) and self.sorted_singles[i].startswith(prefix):
+                rest = self.sorted_singles[i][len(prefix):]
+                if not rest:
+                    banned_itself = True
+                else:
+                    tids += t.finishing.get(rest, ())
+                    tids += t.continuing.get(rest, ()) if last else ()
+                i += 1
+            if len(memo) > _MEMO_MAX:
+                memo.clear()
+            got = memo[key] = (banned_itself, np.array(tids, dtype=np.int64))
+        return got
 
     def row_mask(self, ids: list[int], last: bool = False) -> torch.Tensor:
         t = self.table
-        mask = t.static.clone()
-        tail = self.tok.decode(ids[-TAIL_TOKENS:], skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        words = [normalize(w) for w in _WORD.findall(tail)]
+        mask = self._static.copy()
+        # the backend's own decode: what tok.decode (no space clean-up) returns, without its Python layers
+        tail = self._decode(ids[-TAIL_TOKENS:], skip_special_tokens=True)
+        words = [_word_norm(w) for w in _WORD.findall(tail)]
         in_word = bool(tail) and bool(_WORD.search(tail[-1:]) or tail[-1] in "'\u2019")
         prefix = words[-1] if (words and in_word) else ""
         history = tuple(words[:-1] if prefix else words)
         if not prefix:
-            mask |= t.starts_banned
-        for form in self._banned_after(prefix, history):
-            rest = form[len(prefix):]
-            if not rest:
-                if prefix:  # the word in progress is itself banned: it may not end here
-                    mask |= t.ends_word
-            else:
-                for tid in t.finishing.get(rest, ()):
-                    mask[tid] = True
-                for tid in t.continuing.get(rest, ()) if last else ():
-                    mask[tid] = True
+            mask |= self._starts
+        else:  # banned single words that start with the word in progress (at a boundary starts_banned has them)
+            banned_itself, tids = self._singles(prefix, last)
+            if banned_itself:  # the word in progress is itself banned: it may not end here
+                mask |= self._ends
+            mask[tids] = True
+        for k in range(1, min(len(history), 7) + 1):  # last words of multiword terms whose first words match
+            for form in self.multi.get(history[-k:], ()):
+                if not form.startswith(prefix):
+                    continue
+                rest = form[len(prefix):]
+                if not rest:
+                    if prefix:
+                        mask |= self._ends
+                else:
+                    mask[t.finishing.get(rest, [])] = True
+                    if last:
+                        mask[t.continuing.get(rest, [])] = True
         words_so_far = history + ((prefix,) if prefix else ())
         for k in range(1, min(len(words_so_far), 7) + 1):  # a multiword term finished inside one token
             for w in self.multi.get(words_so_far[-k:], ()):
-                for tid in t.first_inner.get(w, ()):
-                    mask[tid] = True
+                mask[t.first_inner.get(w, [])] = True
         if last:  # the text ends after this token: a word it opens at its end is finished there too
-            mask |= t.ends_multi
-            for w in self.sorted_singles:
-                for tid in t.opening.get(w, ()):
-                    mask[tid] = True
-                for tid in t.continuing.get(w, ()) if not prefix else ():
-                    mask[tid] = True
+            opening, continuing = self._ending_tokens()
+            mask |= t.ends_multi.numpy()
+            mask[opening] = True
+            if not prefix:
+                mask[continuing] = True
             for k in range(1, min(len(words_so_far), 7) + 1):
                 for w in self.multi.get(words_so_far[-k:], ()):
-                    for tid in t.opening.get(w, ()):
-                        mask[tid] = True
-        return mask
+                    mask[t.opening.get(w, [])] = True
+        return torch.from_numpy(mask)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         last = self.final_length is not None and input_ids.shape[1] + 1 >= self.final_length
-        masks = torch.stack([self.row_mask(row.tolist(), last) for row in input_ids])
+        rows = input_ids.tolist()
+        masks = self.row_mask(rows[0], last)[None] if len(rows) == 1 else torch.stack([self.row_mask(r, last)
+                                                                                          for r in rows])
         if masks.shape[1] < scores.shape[1]:  # model vocab padded beyond the tokenizer's
             masks = torch.nn.functional.pad(masks, (0, scores.shape[1] - masks.shape[1]))
         return scores.masked_fill(masks[:, : scores.shape[1]].to(scores.device), float("-inf"))
