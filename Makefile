@@ -57,8 +57,9 @@ demo: install $(CORPUS)/report.json $(RUN)/model/model.safetensors
 app: install
 	$(BIN)/python app.py --model $(RUN) --corpus $(CORPUS) --host $(HOST) --port $(PORT)
 
+# The slowest tests are listed after the run: CI must stay under 20 minutes, and this says where the time goes.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # The Ray scale-out test (tests/test_corpus_ray.py), opt-in: see tests/conftest.py for why.
 test-ray: install
