@@ -157,7 +157,7 @@ class TimeLock(LogitsProcessor):
 
     def _ending_tokens(self) -> tuple[np.ndarray, np.ndarray]:
         """(tokens that open a banned single word at their end, tokens that are a banned single word's letters
-        and go on): what the last step bans whatever the text, gathered once per lock."""
+        and go on): what the last step bans whatever the text, gathered once per table."""
         t = self.table
         if t.last_tokens is None:
             opening = [tid for w in self.sorted_singles for tid in t.opening.get(w, ())]
@@ -221,7 +221,7 @@ class TimeLock(LogitsProcessor):
                 mask[t.first_inner.get(w, [])] = True
         if last:  # the text ends after this token: a word it opens at its end is finished there too
             opening, continuing = self._ending_tokens()
-            mask |= t.ends_multi.numpy()
+            mask |= t.ends_multi.numpy()  # (used at a request's last step only: no view kept)
             mask[opening] = True
             if not prefix:
                 mask[continuing] = True
@@ -232,9 +232,7 @@ class TimeLock(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         last = self.final_length is not None and input_ids.shape[1] + 1 >= self.final_length
-        rows = input_ids.tolist()
-        masks = self.row_mask(rows[0], last)[None] if len(rows) == 1 else torch.stack([self.row_mask(r, last)
-                                                                                          for r in rows])
+        masks = torch.stack([self.row_mask(row, last) for row in input_ids.tolist()])
         if masks.shape[1] < scores.shape[1]:  # model vocab padded beyond the tokenizer's
             masks = torch.nn.functional.pad(masks, (0, scores.shape[1] - masks.shape[1]))
         return scores.masked_fill(masks[:, : scores.shape[1]].to(scores.device), float("-inf"))
