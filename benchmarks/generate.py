@@ -18,6 +18,9 @@ above all, slowed the others by up to a quarter when they shared a process):
               packages are built first, where the op builds; else the lean step)
   ct2_fp32 / ct2_int8   CTranslate2 4.8.5 Generator, float32 / int8, greedy (skipped, with the reason,
               when ctranslate2 is not installed: `pip install ctranslate2==4.8.5`)
+  ct2_float32_b4  CTranslate2 float32 given the 4 prompts of the concurrent runs as one batch (its best case
+              for 4 users: one static batch, no arrivals); its aggregate tok/s is the peer's figure beside
+              Anno's 4 concurrent streams (ratios `ct2_b4_vs_b1`, `c4_vs_ct2_b4`)
   and once each: bnb-int8 / bnb-nf4 (bitsandbytes' CPU backend) and the memory-bandwidth bound (fp32 weight
   bytes per token / copy bandwidth); 1 vs 4 concurrent streams through the Batcher (aggregate tok/s),
   alternated over the rounds, medians.
@@ -71,6 +74,9 @@ PPL_TEXTS = [PROMPT + " in every parish, and the Lord Mayor ordered the houses t
 # Before each timed call, so the threads a variant leaves spinning (OpenBLAS's pool spins ~2^28 cycles, ~0.1 s,
 # after its last call; libgomp's a little) have gone to sleep and do not take a core from the next variant.
 PAUSE_S = 0.3
+# The 4 prompts of the concurrent runs (Anno's batcher) and of CTranslate2's batch of 4.
+BATCH_PROMPTS = [PROMPT, "The King came to Whitehall and", "In the Citie there was great", "Upon the Thames the"]
+ROWS = {"ct2_float32_b4": 4}  # rows a variant generates per call (its tok/s counts every row's tokens)
 
 
 class NoEnd(LogitsProcessor):
@@ -131,13 +137,18 @@ def variant(name: str, model_dir: Path, ct2_dir: Path):
     if name.startswith("ct2_"):
         import ctranslate2
 
-        gen = ctranslate2.Generator(str(ct2_dir / name[4:]), device="cpu", compute_type=name[4:],
+        ct = name[4:].removesuffix("_b4")
+        gen = ctranslate2.Generator(str(ct2_dir / ct), device="cpu", compute_type=ct,
                                     intra_threads=torch.get_num_threads(), inter_threads=1)
 
+        prompts = [ids]
+        if name.endswith("_b4"):
+            prompts = [tok.backend_tokenizer.encode(p, add_special_tokens=False).ids for p in BATCH_PROMPTS]
+
         def ct2(n):
-            r = gen.generate_batch([[f"<{i}>" for i in ids]], max_length=n, min_length=n, sampling_topk=1,
-                                   include_prompt_in_result=False, end_token=f"<{eot}>")
-            return r[0].sequences_ids[0]
+            r = gen.generate_batch([[f"<{i}>" for i in p] for p in prompts], max_length=n, min_length=n,
+                                   sampling_topk=1, include_prompt_in_result=False, end_token=f"<{eot}>")
+            return r[0].sequences_ids[0]  # the first prompt is PROMPT: compared with generate's ids
         return ct2
     model = quantized(model_dir, "int8-cpu") if name == "int8" else load_hf_model(model_dir)
     if name == "lean":
@@ -220,14 +231,15 @@ def alternate(names: list[str], model_dir: Path, ct2_dir: Path, n: int, rounds: 
     for name in names:
         f, tot = statistics.median(ttft[name]), statistics.median(total[name])
         res[name] = {"ttft_ms": round(f * 1e3, 2), "tpot_ms": round((tot - f) / max(n - 1, 1) * 1e3, 3),
-                     "tok_per_s": round(n / tot, 2), "tok_per_s_rounds": [round(n / t, 1) for t in total[name]],
+                     "tok_per_s": round(ROWS.get(name, 1) * n / tot, 2),
+                     "tok_per_s_rounds": [round(ROWS.get(name, 1) * n / t, 1) for t in total[name]],
                      "same_tokens": sum(a == b for a, b in zip(ids[name], ids["hf"])), "new_tokens": n}
     return res
 
 
 def concurrent(model, tok, n: int, streams: int) -> dict:
     cfg = GenerationConfig(max_new_tokens=n, min_new_tokens=n, **GREEDY)
-    prompts = [PROMPT, "The King came to Whitehall and", "In the Citie there was great", "Upon the Thames the"]
+    prompts = BATCH_PROMPTS
     with Batcher(model, tok, max_batch=MAX_BATCH) as b:
         list(b.submit(PROMPT, cfg))  # warm-up
         t = time.perf_counter()
@@ -309,7 +321,7 @@ def bench_shape(name: str, model_dir: Path, n: int, rounds: int, bandwidth: floa
         if err:
             out["ct2"] = err
         else:
-            names += ["ct2_float32", "ct2_int8"]
+            names += ["ct2_float32", "ct2_int8", "ct2_float32_b4"]
         out.update(alternate(names, model_dir, Path(d), n, rounds))
     for method in ("bnb-int8", "bnb-nf4") if bnb else ():
         try:
@@ -345,6 +357,12 @@ def bench_shape(name: str, model_dir: Path, n: int, rounds: int, bandwidth: floa
         "int8_vs_ct2_int8": ratio(q8["tok_per_s"], out.get("ct2_int8", {}).get("tok_per_s")),
         "int8_perplexity_change_pct": out["int8_perplexity"]["delta_pct"],
         "c4_vs_c1": ratio(out["concurrent_4"]["aggregate_tok_per_s"], out["concurrent_1"]["aggregate_tok_per_s"]),
+        # the peer's own 4-vs-1 on the same model (a static batch of 4 against one prompt), and Anno's 4
+        # concurrent streams against that batch: what 4 users can get here, not only Anno's own scaling
+        "ct2_b4_vs_b1": ratio(out.get("ct2_float32_b4", {}).get("tok_per_s"),
+                              out.get("ct2_float32", {}).get("tok_per_s")),
+        "c4_vs_ct2_b4": ratio(out["concurrent_4"]["aggregate_tok_per_s"],
+                              out.get("ct2_float32_b4", {}).get("tok_per_s")),
         "stream_tpot_vs_hf": ratio(st["tpot_ms"], hf["tpot_ms"]),
         "fp32_vs_bandwidth_bound": ratio(st["tok_per_s"], out["bandwidth"]["bound_tok_per_s"]),
         "stream_vs_hf": ratio(st["tok_per_s"], hf["tok_per_s"]),

@@ -36,6 +36,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <type_traits>
@@ -190,6 +191,55 @@ void attend_on_pool(const Attn& a, int64_t threads) {
 // (the demo model's 64-row prompt on two threads 7.8 ms against 3.3 on one, 2026-12-01, /tmp/s12/pre.py).
 void park_workers() { g_pool->park.store(true); }
 
+// Packed copies of small [out, in] fp32 weights (the tied lm_head: the demo model's 8000x128), as 16-column
+// panels for `packed_panels`, made on first use and kept for PACK_ENTRIES weights. Why: the [out, in] kernels
+// (dot_rows) end every output with a horizontal sum, which at in = 128 costs about as much as its FMAs; from
+// panels the products need none. The demo model's lm_head at two threads, alone (/tmp/s14_lm.py, medians of 3 x
+// 200 calls, 2026-12-01): 1 row 33.1 -> 29.4 us, 2 rows 62.4 -> 44.1, 4 rows 101.8 -> 82.0, 8 rows 172 -> 97.5.
+// A copy is used only while it is provably the weights': the same storage (held weakly, so a freed tensor's
+// memory reused by another fails the check), data pointer, shape and version counter (every in-place write,
+// an optimizer step or load_state_dict, bumps it); else it is made again. Inference tensors have no version
+// counter and are not packed. Up to PACK_MAX_FLOATS weights (16 MB): 12x768's 8000x768 (24.6 MB, from memory)
+// took the same time in either layout at 1-8 rows in the same runs, so a copy would only cost memory.
+constexpr int64_t PACK_MAX_FLOATS = int64_t(1) << 22;
+constexpr size_t PACK_ENTRIES = 4;
+struct Packed {
+  c10::weak_intrusive_ptr<c10::StorageImpl> storage;
+  const float* data;
+  int64_t in, out, version;
+  std::shared_ptr<const std::vector<float>> panels;
+};
+std::mutex g_pack_mu;
+std::vector<Packed> g_packs;  // least recently used first
+std::atomic<int> g_pack{1};   // 0: never pack (anno_blas_pack, for benchmarks and the equality test)
+
+std::shared_ptr<const std::vector<float>> packed_for(const at::Tensor& w, int64_t in, int64_t out) {
+  if (!g_pack.load(std::memory_order_relaxed) || out % 16 || in * out > PACK_MAX_FLOATS || w.is_inference() ||
+      !w.has_storage())
+    return nullptr;
+  const float* data = w.data_ptr<float>();
+  const int64_t version = w._version();
+  const c10::StorageImpl* impl = w.storage().unsafeGetStorageImpl();
+  std::lock_guard<std::mutex> lock(g_pack_mu);
+  for (auto it = g_packs.begin(); it != g_packs.end(); ++it) {
+    if (it->data != data || it->in != in || it->out != out) continue;
+    if (it->version == version && it->storage.lock().get() == impl) {
+      std::rotate(it, it + 1, g_packs.end());  // most recently used last
+      return g_packs.back().panels;
+    }
+    g_packs.erase(it);  // the weights changed, or this memory is another tensor's now
+    break;
+  }
+  auto panels = std::make_shared<std::vector<float>>(in * out);
+  float* d = panels->data();
+  for (int64_t j = 0; j < out; j += 16)  // panel j / 16: d[(j + c) ... ] = W[j + c, i] at d[j * in + i * 16 + c]
+    for (int64_t c = 0; c < 16; ++c)
+      for (int64_t i = 0; i < in; ++i) d[j * in + i * 16 + c] = data[(j + c) * in + i];
+  if (g_packs.size() >= PACK_ENTRIES) g_packs.erase(g_packs.begin());
+  g_packs.push_back(Packed{w.storage().getWeakStorageImpl(), data, in, out, version, panels});
+  return panels;
+}
+
 void reset_after_fork() { g_pool = new Pool; }  // the child has none of the parent's workers
 const int g_atfork = pthread_atfork(nullptr, nullptr, reset_after_fork);
 #endif
@@ -222,8 +272,13 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const std::optional<
   // thread 45.7 vs 38.5 tok/s with all products on them (benchmarks/generate.py's ob_gemv variant,
   // 2026-11-30); small weights (the demo model's) and [out, in] ones (a dot product per output) stay here.
   const bool own = threads > 1 || out_in || in * out < (int64_t(1) << 18);
+  // the packed copy of a small [out, in] weight, held until this call returns (another call may drop it from
+  // the cache meanwhile)
+  const auto packed = out_in && rows <= g_own_rows.load(std::memory_order_relaxed) ? packed_for(w, in, out) : nullptr;
   if (rows == 1 && own && g_own.load(std::memory_order_relaxed)) {
-    gemv(Gemv{X, W, B, Y, in, out, out_in}, threads);
+    Gemv g{X, W, B, Y, in, out, out_in};
+    g.p = packed ? packed->data() : nullptr;
+    gemv(g, threads);
     return y;
   }
   // Several rows (a prompt, a batched step) on the own panel kernels too, with the same rule for one thread
@@ -232,6 +287,7 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const std::optional<
   if (rows > 1 && own && rows <= g_own_rows.load(std::memory_order_relaxed)) {
     Gemv g{X, W, B, Y, in, out, out_in};
     g.rows = rows;
+    g.p = packed ? packed->data() : nullptr;
     gemv(g, threads);
     return y;
   }
@@ -390,6 +446,21 @@ __attribute__((visibility("default"))) int anno_blas_gemv_kernel(int mode) {
 __attribute__((visibility("default"))) int64_t anno_blas_own_rows(int64_t rows) {
   if (rows >= 1 && ANNO_OWN_GEMV) g_own_rows.store(rows);
   return ANNO_OWN_GEMV ? g_own_rows.load() : 1;
+}
+
+// mode 1: small [out, in] weights on packed copies (packed_for), 0: never (and drop the copies), -1: only ask.
+// Returns the mode now in force (0 in a build without own kernels). For benchmarks and tests.
+__attribute__((visibility("default"))) int anno_blas_pack(int mode) {
+#if ANNO_OWN_GEMV
+  if (mode == 0 || mode == 1) g_pack.store(mode);
+  if (mode == 0) {
+    std::lock_guard<std::mutex> lock(g_pack_mu);
+    g_packs.clear();
+  }
+  return g_pack.load();
+#else
+  return 0;
+#endif
 }
 
 // [in, out] products of 2..rows rows on axpy_many, more on the panel kernel (rows >= 1; -1: only ask). Returns

@@ -1,6 +1,7 @@
 """The matrix products and attention of the compiled decode step: the `anno::anno_linear` torch op
 (engine/blas.cpp: one row on its own prefetching GEMV kernels and worker threads, a few rows on its own panel
-kernels, many on OpenBLAS's sgemm), its weight-only int8 twin `anno::anno_linear_q8` (engine/int8.py's layers)
+kernels, many on OpenBLAS's sgemm; small [out, in] weights, a small model's tied lm_head, from packed
+copies), its weight-only int8 twin `anno::anno_linear_q8` (engine/int8.py's layers)
 and `anno::anno_attend` (engine/blas_attention.h: each row's attention over its own keys, on the same workers)
 -- finding the OpenBLAS library numpy ships, building the op's library for this CPU with the C++ compiler
 AOTInductor uses (once per torch version, source, OpenBLAS and CPU; ~15 s), keeping it beside the compiled
@@ -229,6 +230,15 @@ def gemv_kernel(own: bool | None = None) -> str:
     if mode < 0:
         raise RuntimeError("this build of anno::anno_linear has no own kernels (the CPU lacks AVX2 or FMA)")
     return "own" if mode == 1 else "openblas"
+
+
+def packed(on: bool | None = None) -> bool:
+    """Whether small [out, in] fp32 weights (the tied lm_head of a small model) are multiplied from packed
+    copies (engine/blas.cpp's `packed_for`; the default); on=False turns that off and drops the copies (for
+    benchmarks and tests). Needs the op loaded."""
+    fn = _loaded_library().anno_blas_pack
+    fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_int]
+    return fn(-1 if on is None else int(bool(on))) == 1
 
 
 def axpy_rows(rows: int | None = None) -> int:

@@ -15,6 +15,7 @@ struct Gemv {  // y = x @ W (+ b) for `rows` rows of x; W [in, out], or [out, in
   const int8_t* w8 = nullptr;  // int8 weights [out, in] instead of w (anno_linear_q8; then out_in is true)
   const float* s = nullptr;    // their per-output scales
   int64_t rows = 1;            // rows of x and y
+  const float* p = nullptr;    // W [out, in] re-laid as 16-column panels (engine/blas.cpp's `packed_for`), or null
 };
 
 #if ANNO_OWN_GEMV
@@ -311,6 +312,42 @@ void rows_panels(const Gemv& g, int64_t c0, int64_t c1) {
     }
 }
 
+// y[0, j:j+64] = b + x[0, :] @ 4 packed panels at w (each in x 16, contiguous, one after another): 8
+// accumulators, so one row is not held up by one FMA chain per panel (panel<1> waits on its two).
+void packed_row4(const Gemv& g, int64_t j, const float* w) {
+  const int64_t in = g.in;
+  const float *w0 = w, *w1 = w + 16 * in, *w2 = w + 32 * in, *w3 = w + 48 * in;
+  __m256 a[8];
+#pragma GCC unroll 8
+  for (int q = 0; q < 8; ++q) a[q] = g.b ? _mm256_loadu_ps(g.b + j + 8 * q) : _mm256_setzero_ps();
+  for (int64_t i = 0; i < in; ++i, w0 += 16, w1 += 16, w2 += 16, w3 += 16) {
+    const __m256 xv = _mm256_broadcast_ss(g.x + i);
+    a[0] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w0), a[0]);
+    a[1] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w0 + 8), a[1]);
+    a[2] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w1), a[2]);
+    a[3] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w1 + 8), a[3]);
+    a[4] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w2), a[4]);
+    a[5] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w2 + 8), a[5]);
+    a[6] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w3), a[6]);
+    a[7] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w3 + 8), a[7]);
+  }
+#pragma GCC unroll 8
+  for (int q = 0; q < 8; ++q) _mm256_storeu_ps(g.y + j + 8 * q, a[q]);
+}
+
+// y[:, c0:c1] = x @ W[c0:c1, :].T (+ b) from the packed panels g.p (c0, c1 multiples of 16): panel p holds
+// W[16p:16p+16, :] transposed, in x 16 contiguous, so every panel line is one 64-byte read and no output
+// needs a horizontal sum (dot_rows' dot products of in = 128 spend about as long on their sums as on the
+// FMAs). Several rows: panel<NR> over 6 rows at a time; one row: packed_row4.
+void packed_panels(const Gemv& g, int64_t c0, int64_t c1) {
+  const int64_t in = g.in;
+  int64_t j = c0;
+  if (g.rows == 1)
+    for (; j + 64 <= c1; j += 64) packed_row4(g, j, g.p + j * in);
+  for (; j + 16 <= c1; j += 16)
+    for (int64_t r = 0; r < g.rows; r += 6) panel_rows(g, r, j, g.p + j * in, 16);
+}
+
 // Part k of n. [out, in] weights: by output rows. [in, out] weights, one row of x: by weight rows (part 0 into
 // y, with the bias; part k > 0 into its scratch, summed by the caller); several rows: by output columns.
 // Whether a call is split by output columns (the panel and dot kernels) rather than by weight rows (the axpy
@@ -325,6 +362,7 @@ void gemv_part(const Gemv& g, int k, int n, float* scratch) {
   if (by_columns(g)) {
     int64_t o0 = g.out * k / n & ~int64_t(15), o1 = k + 1 == n ? g.out : g.out * (k + 1) / n & ~int64_t(15);
     if (g.w8) dot_rows(g, g.w8, g.s, o0, o1);
+    else if (g.p) packed_panels(g, o0, o1);
     else if (g.out_in) dot_rows(g, g.w, static_cast<const float*>(nullptr), o0, o1);
     else rows_panels(g, o0, o1);
     return;

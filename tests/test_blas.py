@@ -1,6 +1,7 @@
 """engine/blas.py: the op (anno::anno_linear) the compiled decode step calls -- its products equal torch's
 for both weight layouts, one and several rows, with and without a bias, on its own kernels and on OpenBLAS's,
-on 1-3 threads, with sizes that leave remainders; it never writes its inputs; calls from several threads at
+on 1-3 threads, with sizes that leave remainders, and from packed copies of small [out, in] weights, which
+follow in-place updates and freed memory; it never writes its inputs; calls from several threads at
 once and after a fork are right; bad inputs get clear errors; its library is built once and reused; a
 compiled step calls it once per product, directly. Its attention (anno::anno_attend) equals a plain softmax
 attention over each row's own keys, for head sizes that use every kernel path, on 1-3 threads."""
@@ -97,6 +98,54 @@ def test_axpy_rows_setting(op):
     for bad in (0, -3, True, 2.0):
         with pytest.raises(ValueError, match="rows="):
             blas.axpy_rows(bad)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 4, 6, 7, 13])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("n_in, n_out", [(128, 8000), (96, 48), (203, 64 * 3 + 16)])  # 4-panel groups + a tail
+def test_packed_lm_head_equals_plain_and_torch(op, rows, threads, n_in, n_out):
+    """Small [out, in] weights (a tied lm_head) multiplied from their packed panels give torch's product and
+    the unpacked kernels' to float rounding, for one row (4-panel groups, then single panels) and several."""
+    g = torch.Generator().manual_seed(rows + n_in)
+    x, w = torch.randn(rows, n_in, generator=g), torch.randn(n_out, n_in, generator=g)
+    b = torch.randn(n_out, generator=g)
+    try:
+        assert blas.packed(False) is False
+        plain = op(x, w, b, True, threads)
+        assert blas.packed(True) is True
+        got = op(x, w, b, True, threads)
+    finally:
+        blas.packed(True)
+    torch.testing.assert_close(got, F.linear(x, w, b), rtol=1e-5, atol=3e-4)
+    torch.testing.assert_close(got, plain, rtol=1e-5, atol=3e-4)
+
+
+def test_packed_copy_follows_the_weights(op):
+    """A packed copy is used only while it is the weights': an in-place update (the version counter), a new
+    tensor in a freed one's memory (the storage, held weakly) and an inference tensor (no version counter,
+    never packed) all give the product of the weights as they are now."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(4, 128, generator=g)
+    w = torch.randn(8000, 128, generator=g)
+    torch.testing.assert_close(op(x, w, None, True, 2), x @ w.T, rtol=1e-5, atol=3e-4)
+    with torch.no_grad():
+        w.mul_(-2)
+    torch.testing.assert_close(op(x, w, None, True, 2), x @ w.T, rtol=1e-5, atol=3e-4)
+    w[:16].copy_(torch.ones(16, 128))  # a slice's write bumps the same counter
+    torch.testing.assert_close(op(x[:1], w, None, True, 2), x[:1] @ w.T, rtol=1e-5, atol=3e-4)
+    reused = False
+    for seed in range(5):  # free it and allocate the same size: malloc usually hands back the same memory
+        ptr = w.data_ptr()
+        del w
+        w = torch.randn(8000, 128, generator=torch.Generator().manual_seed(seed))
+        reused |= w.data_ptr() == ptr
+        torch.testing.assert_close(op(x, w, None, True, 2), x @ w.T, rtol=1e-5, atol=3e-4)
+    with torch.inference_mode():
+        wi = torch.randn(8000, 128, generator=g)
+        torch.testing.assert_close(op(x, wi, None, True, 2), x @ wi.T, rtol=1e-5, atol=3e-4)
+        wi.mul_(3)
+        torch.testing.assert_close(op(x, wi, None, True, 2), x @ wi.T, rtol=1e-5, atol=3e-4)
+    print("freed memory reused by the next weights:", reused)
 
 
 def test_calls_from_several_threads_at_once(op):
