@@ -188,10 +188,19 @@ def _bnb_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _no_hub_kernel_notice(record: logging.LogRecord) -> bool:
+    """bitsandbytes 0.50's CPU backend, on CPUs with AVX512-BF16, tries at import to fetch a 4-bit kernel from
+    the Hub (kernels-community, through the `kernels` package) and logs a warning telling the user to install
+    it when that fails; it then uses its own kernel. Anno never fetches code at import (an offline machine
+    cannot, and code from the Hub is not run), so the notice, printed in every `make demo`, is dropped."""
+    return "kernels-community" not in record.getMessage()
+
+
 def bnb_status() -> str | None:
     """None when bitsandbytes can quantize on this machine's device (CUDA if present, else CPU); otherwise
     the reason it cannot."""
     device, step = _bnb_device(), "imported"
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_no_hub_kernel_notice)  # before its import
     try:  # ImportError, a broken native library raising at import, or no kernel for the device
         import bitsandbytes.functional as bf
         step = f"run on {device}"

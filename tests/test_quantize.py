@@ -209,3 +209,18 @@ def test_int8_perplexity_within_2pct_on_trained_model(tmp_path, fast):
     ppl = quantize(run, "int8-cpu", tmp_path / "q", texts, log=lambda m: None)["perplexity"]
     assert ppl["documents"] == 20 and ppl["fp32_ppl"] < 1000  # trained: far below the vocabulary's 8000
     assert abs(ppl["delta_pct"]) <= 2
+
+
+def test_bnb_status_keeps_the_hub_kernel_notice_out_of_the_log():
+    """Importing bitsandbytes through bnb_status (what the app does at start) prints no advice to install a
+    Hub kernel package (bitsandbytes' CPU backend logs it on AVX512-BF16 CPUs, then uses its own kernel); its
+    other warnings still reach the log."""
+    import subprocess
+    import sys
+
+    code = ("import logging; from engine.quantize import bnb_status; bnb_status(); "
+            "logging.getLogger('bitsandbytes.backends.cpu.ops').warning('another notice')")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0, run.stderr
+    assert "kernels-community" not in run.stderr and "another notice" in run.stderr
