@@ -221,6 +221,9 @@ std::shared_ptr<const std::vector<float>> packed_for(const at::Tensor& w, int64_
   const int64_t version = w._version();
   const c10::StorageImpl* impl = w.storage().unsafeGetStorageImpl();
   std::lock_guard<std::mutex> lock(g_pack_mu);
+  // copies of freed weights (a model the app unloaded) go at once rather than when four newer ones push them out
+  g_packs.erase(std::remove_if(g_packs.begin(), g_packs.end(), [](const Packed& p) { return p.storage.expired(); }),
+                g_packs.end());
   for (auto it = g_packs.begin(); it != g_packs.end(); ++it) {
     if (it->data != data || it->in != in || it->out != out) continue;
     if (it->version == version && it->storage.lock().get() == impl) {
