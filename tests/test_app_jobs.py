@@ -165,7 +165,10 @@ def test_stop_resume_equals_an_uninterrupted_run(client, tiny_corpus, tiny_token
     straight = train(config_of(kw | {"out": str(tmp_path / "straight")}), log=lambda m: None)
     assert straight["status"] == "completed"
     s = client.predict(**kw, api_name="/train_start")
-    s = wait(client, s["id"], lambda s: step(s) >= 2 or over(s))
+    # Stop as soon as it runs: progress.json is written every 0.5 s, so waiting for "step >= 2" once let the
+    # 30 tiny steps (~3 s) finish before the stop landed (a CI run: "done", not "stopped"). Stopped during its
+    # start-up, the loop stops after step 1 (the runner's SIGTERM handler is in place before it records its pid).
+    s = wait(client, s["id"], lambda s: s["state"] != "queued")
     assert s["state"] == "running", s["log_tail"]
     assert client.predict(job_id=s["id"], api_name="/job_stop")["state"] in ("stopping", "stopped")
     s = wait(client, s["id"], over)

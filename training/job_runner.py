@@ -251,6 +251,16 @@ def _run_other(kind: str, a: dict, log) -> dict:
 def run_job(d: str | Path) -> str:
     """Run the job recorded in folder d in this process; returns its final state. The job process's main."""
     d, claimed = Path(d), []
+    kind, stop_event, inside = J.read_record(d)["kind"], threading.Event(), []
+
+    def on_term(signum, frame):
+        stop_event.set()  # training: the loop's cooperative stop (the loop installs its own handler once it runs)
+        if kind != "train" and inside:
+            raise JobStopped
+
+    # Installed before the claim records this pid: stop() signals the recorded pid at once, and a SIGTERM
+    # landing before the handler would kill the process without a record of the outcome.
+    before = signal.signal(signal.SIGTERM, on_term)
 
     def claim(r):  # under the job's lock, so a stop() landing now is seen here or sees "running"
         if r["state"] == "queued":
@@ -261,26 +271,21 @@ def run_job(d: str | Path) -> str:
 
     rec = J.update(d, claim)
     if not claimed:  # stopped already, or another process runs it: do nothing
+        signal.signal(signal.SIGTERM, before)
         return rec["state"]
 
     def log(msg: str) -> None:
         print(msg, flush=True)
 
-    stop_event = threading.Event()
-
-    def on_term(signum, frame):
-        if rec["kind"] == "train":
-            stop_event.set()  # the loop installs its own handler once it runs; until then, this
-        else:
-            raise JobStopped
-
-    before = signal.signal(signal.SIGTERM, on_term)
     t0 = time.time()
     try:
-        if rec["kind"] == "train":
+        inside.append(True)
+        if kind == "train":
             state, result = _run_train(rec["args"], rec, d, log, stop_event)
         else:
-            state, result = "done", _run_other(rec["kind"], rec["args"], log)
+            if stop_event.is_set():  # SIGTERM between the claim and here
+                raise JobStopped
+            state, result = "done", _run_other(kind, rec["args"], log)
         error = None
     except (JobStopped, KeyboardInterrupt):
         state, result, error = "stopped", None, None
