@@ -20,11 +20,9 @@ row from its prompt, set a row's next token, step all rows, keep some rows):
   - `engine.fastpath.LeanRows` (the default wherever engine/fastpath.py runs the model: GPT-2 on CPU): a
     preallocated KV cache whose slot r is row r at its own length; a step writes each row's key at its own
     position and masks keys past each row's end, so there is no padding; a leaving row's slot is filled by
-    the last row (one row copied, not the batch); where engine/compiled_step.py compiles the model and its
-    fixed (max_batch, n_positions) cache is small, its compiled step once that package exists (where it is
-    not, as for 12x768, the cache grows: several rows on (max_batch, width) packages, a lone row on the
-    batch-1 ones, so one user of the 12x768 model gets 78 tok/s instead of the eager step's 28.6,
-    2026-11-30, /tmp/s10/conc.py);
+    the last row (one row copied, not the batch); engine/compiled_step.py's compiled step once its package
+    exists (a fixed (max_batch, n_positions) cache where that is small, else a growing one: 12x768's lone
+    user 78 tok/s instead of the eager step's 28.6, 2026-11-30);
   - `engine.padded_rows.PaddedRows` (any other model/device): `transformers`' forward and DynamicCache, each
     row left-padded to the widest, a [rows, width] attention mask and explicit per-row position ids (GPT-2's
     positions are absolute, so padding must not shift them); a leaving row is cut out (index_select) and
@@ -36,30 +34,20 @@ rounding; requests waiting together share that call, each prompt's tokens rows o
 the request's own `logits_processors(cfg, ...)`, id history and seeded `torch.Generator`, as in
 engine/generate.py.
 
-Exactness: ids equal those of `stream` alone up to float rounding, not bit for bit: MKL's GEMM for one row
-and for several rows accumulate in different orders (measured here: |difference| up to 1e-5..3e-4 in the
-outputs of 128..3072-wide layers), which no batched forward avoids. A greedy id can differ only where the top
-two logits are that close, and a seeded draw only where it lands that close to a boundary of the cumulative
-distribution. Measured: 32 mixed greedy/sampled requests x 100 tokens on runs/tiny/model and 8 x 24 on a
-random-init 12x768 model, batched 8 wide, gave 0 ids different from `stream` alone; tests/test_batching.py
-checks equality on fixed prompts and seeds.
+Exactness: ids equal those of `stream` alone up to float rounding (products of one row and of several
+accumulate in different orders: 1e-5..3e-4 in 128..3072-wide layers), so a greedy id can differ only where
+the top two logits are that close, a seeded draw only that close to a boundary of its distribution (0 of
+32 x 100 mixed requests on runs/tiny/model differed; tests/test_batching.py checks fixed prompts and seeds).
 
-Throughput (2-core shared CPU, 1 torch thread, fp32, greedy, 64 new tokens per stream, best of 3 under load
-from other jobs): runs/tiny/model 359 tok/s for one `stream` vs 1,327 aggregate for 4 streams here (3.7x);
-12x768 random init, vocab 8000: 23.1 vs 45.8 tok/s (2.0x). The 12x768 step is >95% forward, and there
-MKL's sgemm with 4 rows costs 2.7x its one-row product on this AMD EPYC; steps of several rows therefore
-run their large layers on oneDNN-packed weights (engine/fastpath.packed: 1.3x the one-row time). A/B in
-one run (2026-11-30, greedy, 2 threads): 4 streams 38.6 -> 61.7 tok/s aggregate on the 12x768 model, the
-demo model level (443 vs 448; its layers are too small to pack but the lm_head).
+Throughput: README's serving-speed section and benchmarks/generate.py (1 vs 4 streams through this class).
+A row's ids reach its reader in batches, at most DELIVER_S after the first undelivered one (see there).
 
 Scheduling (fairness): each loop turn (1) drops cancelled rows, (2) prefills the waiting requests, oldest
 first, up to max_batch rows in all, together, each producing its first token, then (3) runs one decode step
 for all rows. A request that arrives while rows are decoding therefore waits for at most the step in
 flight plus the prefills queued before it (and its own); with max_batch rows running it waits for a row to
-end. A long prompt's prefill stalls the others' decoding for that long (no chunked prefill). Measured first
-token of a ~30-token prompt joining 3 busy rows: 4-5 ms on runs/tiny/model (3 ms idle), ~205 ms on the
-12x768 model (118 ms idle; one busy step ~100 ms). A request is cancelled by its stop_event or by closing
-(or dropping) its stream, and leaves before the next step.
+end. A long prompt's prefill stalls the others' decoding for that long (no chunked prefill). A request is
+cancelled by its stop_event or by closing (or dropping) its stream, and leaves before the next step.
 
 Errors: a bad argument raises ValueError from `submit` in the caller's thread; an exception from one
 request's logits processors reaches only that request's iterator; one in the batched forward reaches every
@@ -88,6 +76,15 @@ from engine.generate import (
 from engine.padded_rows import PaddedRows
 
 MAX_BATCH_LIMIT = 256
+# A row's picked ids are handed to its reader together, at most this long after the first of them (the first
+# id of a request, the end and any error at once). Why: every hand-over wakes the reader's thread, and on 2
+# cores the wake-ups of 4 readers every 0.5 ms step took the op's worker thread off its core mid-step (5-11
+# involuntary switches of the batcher's thread a step). Demo model, 4 streams x 200 tokens, medians of 25
+# rounds, alternated processes (/tmp/s14_deliver.py, 2026-12-01): 0 -> 2 ms, 6,222-8,233 -> 9,622-10,687
+# tok/s (three pairs; one stream 4,913-6,634 -> 6,177-6,671); 2 -> 5 ms, 7,770-8,944 -> 9,694-9,964 (two
+# pairs). A 12x768 step (15-20 ms) is longer, so there every id goes at once. The events are the same, and
+# 5 ms is under a third of a browser's frame (16.7 ms).
+DELIVER_S = 0.005
 
 
 class _Request:
@@ -96,11 +93,13 @@ class _Request:
 
     def __init__(self, ids: list[int], cfg: GenerationConfig, procs, eot: int, stop_event):
         self.ids, self.cfg, self.procs, self.eot, self.stop_event = ids, cfg, procs, eot, stop_event
-        self.out: queue.SimpleQueue = queue.SimpleQueue()  # ("tok", id) | ("end", reason) | ("err", exception)
+        self.out: queue.SimpleQueue = queue.SimpleQueue()  # ("tok", [ids]) | ("end", reason) | ("err", exception)
         self.abandoned = threading.Event()  # the caller stopped iterating (closed, stop string, dropped)
         self.gen: torch.Generator | None = None
         self.hist: History | None = None  # prompt + generated ids: what penalties and processors read
         self.n_new = 0
+        self.pending: list[int] = []  # picked ids not yet handed to the reader (see DELIVER_S)
+        self.delivered_at = 0.0  # perf_counter of the last hand-over
         self.submitted_step = 0
         self.first_token_step: int | None = None
         self.finished_step: int | None = None
@@ -117,7 +116,7 @@ def _ids(req: _Request) -> Generator[int, None, str]:
         while True:
             kind, value = req.out.get()
             if kind == "tok":
-                yield value
+                yield from value
             elif kind == "end":
                 return value
             else:
@@ -281,6 +280,9 @@ class Batcher:
             self._reset()
 
     def _end(self, req: _Request, kind: str, value) -> None:
+        if req.pending:  # ids picked before the end (or an error) reach the reader first, as from stream()
+            req.out.put(("tok", req.pending))
+            req.pending = []
         req.finished_step = self.steps
         req.out.put((kind, value))
 
@@ -308,10 +310,14 @@ class Batcher:
             return False
         req.hist.append(token)
         req.n_new += 1
-        req.out.put(("tok", token))
+        req.pending.append(token)
         if req.n_new == req.cfg.max_new_tokens:
             self._end(req, "end", "length")
             return False
+        now = time.perf_counter()
+        if req.n_new == 1 or now - req.delivered_at >= DELIVER_S:
+            req.out.put(("tok", req.pending))
+            req.pending, req.delivered_at = [], now
         return True
 
     def _drop_cancelled(self) -> None:

@@ -317,3 +317,53 @@ def test_min_new_tokens_on_greedy_rows_without_processors(served):
     with Batcher(ender, tok, max_batch=4) as b:
         handles = [b.submit(p, c) for p, c in zip(("My Lord,", "In the yeare", "Upon the Thames"), cfgs)]
         assert consume(handles) == expected
+
+
+def test_ids_reach_the_reader_in_batches_first_and_last_at_once(served, batcher, monkeypatch):
+    """With delivery held back (DELIVER_S 60 s) the first id still reaches the reader at once -- its text
+    arrives while the batcher is held inside a later step --, the rest arrive with the end, and the events
+    equal `stream` alone; with DELIVER_S 0 every id goes at once and the events are the same."""
+    import engine.batching as B
+
+    cfg = GenerationConfig(max_new_tokens=12, temperature=0)
+    expected = alone(served, "The plague", cfg, processors=[NoEot()])
+    for wait in (60.0, 0.0):
+        monkeypatch.setattr(B, "DELIVER_S", wait)
+        gate = Gate(at=3)  # the processor's 3rd call: the batcher is computing the 3rd token
+        handle = batcher.submit("The plague", cfg, processors=[NoEot(gate)])
+        assert gate.reached.wait(WAIT)
+        first = next(handle)  # would wait for the end (never, with the gate shut) if the first id were held
+        assert isinstance(first, TextDelta) and first == expected[0] and handle.finished_step is None
+        gate.release.set()
+        assert [first, *handle] == expected
+
+
+def test_ids_picked_before_an_error_reach_the_reader_first(served, batcher, monkeypatch):
+    """A request whose processor fails at its 6th token gets the text of its first 5 ids, then the error, as
+    from `stream` alone, even when those ids are still held back for delivery (DELIVER_S 60 s)."""
+    import engine.batching as B
+
+    class FailAt6(LogitsProcessor):
+        calls = 0
+
+        def __call__(self, input_ids, scores):
+            self.calls += 1
+            if self.calls == 6:
+                raise RuntimeError("boom at 6")
+            scores = scores.clone()
+            scores[:, 0] = float("-inf")
+            return scores
+
+    monkeypatch.setattr(B, "DELIVER_S", 60.0)
+    cfg = GenerationConfig(max_new_tokens=20, temperature=0)
+
+    def events(it):
+        got = []
+        with pytest.raises(RuntimeError, match="boom at 6"):
+            for e in it:
+                got.append(e)
+        return got
+
+    want = events(stream(*served, "London bridge", cfg, processors=[FailAt6()]))
+    assert "".join(e.text for e in want) != ""
+    assert events(batcher.submit("London bridge", cfg, processors=[FailAt6()])) == want
