@@ -18,13 +18,14 @@ from numbers import Real
 import torch
 from transformers import (
     LogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
-    TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper,
+    TemperatureLogitsWarper,
 )
 
 from engine.compiled_step import engine_for
 # the text layer lives in engine/detok.py; its event types are importable from here, beside stream()
 from engine.detok import Finished, StreamEvent, TextDelta, text_events  # noqa: F401
 from engine.fastpath import LeanGPT2, unsupported
+from engine.sampling import TopK, TopP, draw
 from engine.tokenizer import EOT, encode_prompt, era_token
 
 FINISH_REASONS = ("eot", "length", "stop_string", "cancelled")
@@ -138,7 +139,7 @@ def logits_processors(cfg: GenerationConfig, processors: Sequence[LogitsProcesso
     """The processors `model.generate` builds for the same settings, in its order (transformers 5.23
     `_get_logits_processor`): repetition penalty, n-gram ban, then caller-supplied ones (generate merges
     custom processors there too, before the warpers: a mask applied after top-k could leave only -inf),
-    then, when sampling, temperature, top-k, top-p."""
+    then, when sampling, temperature, top-k, top-p (top-k and top-p by engine/sampling.py's exact twins)."""
     out = Processors()
     if cfg.repetition_penalty != 1:
         out.append(RepetitionPenaltyLogitsProcessor(float(cfg.repetition_penalty)))
@@ -149,9 +150,9 @@ def logits_processors(cfg: GenerationConfig, processors: Sequence[LogitsProcesso
         if cfg.temperature != 1:
             out.append(TemperatureLogitsWarper(float(cfg.temperature)))
         if cfg.top_k != 0:
-            out.append(TopKLogitsWarper(cfg.top_k))
+            out.append(TopK(cfg.top_k))
         if cfg.top_p < 1:
-            out.append(TopPLogitsWarper(float(cfg.top_p)))
+            out.append(TopP(float(cfg.top_p)))
     return out
 
 
@@ -264,7 +265,7 @@ def choose(scores: torch.Tensor, gen: torch.Generator | None) -> int:
     """The next id from processed scores [1, vocab]: a draw from gen, else the first maximum (numpy's argmax
     for CPU fp32 scores: the same index as torch.argmax, a NaN's included)."""
     if gen is not None:
-        return int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=gen))
+        return draw(torch.softmax(scores, dim=-1), gen)
     if scores.device.type == "cpu" and scores.dtype == torch.float32:
         return int(scores.numpy().argmax())
     return int(torch.argmax(scores, dim=-1))
