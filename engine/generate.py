@@ -18,14 +18,13 @@ from numbers import Real
 import torch
 from transformers import (
     LogitsProcessor, LogitsProcessorList, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
-    TemperatureLogitsWarper,
 )
 
 from engine.compiled_step import engine_for
 # the text layer lives in engine/detok.py; its event types are importable from here, beside stream()
 from engine.detok import Finished, StreamEvent, TextDelta, text_events  # noqa: F401
 from engine.fastpath import LeanGPT2, unsupported
-from engine.sampling import TopK, TopP, draw
+from engine.sampling import Warp, draw
 from engine.tokenizer import EOT, encode_prompt, era_token
 
 FINISH_REASONS = ("eot", "length", "stop_string", "cancelled")
@@ -139,20 +138,15 @@ def logits_processors(cfg: GenerationConfig, processors: Sequence[LogitsProcesso
     """The processors `model.generate` builds for the same settings, in its order (transformers 5.23
     `_get_logits_processor`): repetition penalty, n-gram ban, then caller-supplied ones (generate merges
     custom processors there too, before the warpers: a mask applied after top-k could leave only -inf),
-    then, when sampling, temperature, top-k, top-p (top-k and top-p by engine/sampling.py's exact twins)."""
+    then, when sampling, temperature, top-k, top-p (engine/sampling.Warp: the three in one call, same output)."""
     out = Processors()
     if cfg.repetition_penalty != 1:
         out.append(RepetitionPenaltyLogitsProcessor(float(cfg.repetition_penalty)))
     if cfg.no_repeat_ngram_size > 0:
         out.append(NoRepeatNGramLogitsProcessor(cfg.no_repeat_ngram_size))
     out.extend(processors)
-    if cfg.temperature > 0:
-        if cfg.temperature != 1:
-            out.append(TemperatureLogitsWarper(float(cfg.temperature)))
-        if cfg.top_k != 0:
-            out.append(TopK(cfg.top_k))
-        if cfg.top_p < 1:
-            out.append(TopP(float(cfg.top_p)))
+    if cfg.temperature > 0 and (cfg.temperature != 1 or cfg.top_k != 0 or cfg.top_p < 1):
+        out.append(Warp(cfg.temperature, cfg.top_k, cfg.top_p))
     return out
 
 

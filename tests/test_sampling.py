@@ -1,4 +1,4 @@
-"""engine/sampling.py: TopK, TopP and draw give exactly what transformers' warpers and torch.multinomial give
+"""engine/sampling.py: Warp and draw give exactly what transformers' warpers and torch.multinomial give
 (same tensors, same ids, same generator state after), on ordinary, tied, subnormal, NaN and inf inputs."""
 import math
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from engine.sampling import MAX_FINITE, TopK, TopP, draw
+from engine.sampling import MAX_FINITE, Warp, draw
 
 IDS = torch.zeros((1, 3), dtype=torch.long)
 
@@ -33,38 +33,51 @@ def rows(seed: int):
     yield t
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_topk_equals_transformers(seed):
-    for x in rows(seed):
-        for k in (1, 5, 50, 400, x.shape[1], x.shape[1] + 3):
-            same(TopK(k)(IDS, x.clone()), TopKLogitsWarper(k)(IDS, x.clone()))
-        same(TopK(3, min_tokens_to_keep=9)(IDS, x.clone()), TopKLogitsWarper(3, min_tokens_to_keep=9)(IDS, x.clone()))
+def chain(t: float, k: int, p: float):
+    """What `model.generate` builds for these settings: each warper only where it is on."""
+    return ([TemperatureLogitsWarper(t)] if t != 1 else []) + ([TopKLogitsWarper(k)] if k else []) \
+        + ([TopPLogitsWarper(p)] if p < 1 else [])
+
+
+def original(t: float, k: int, p: float, x: torch.Tensor) -> torch.Tensor:
+    for w in chain(t, k, p):
+        x = w(IDS, x)
+    return x
+
+
+def check_warp(t: float, k: int, p: float, x: torch.Tensor) -> None:
+    before = x.clone()
+    same(Warp(t, k, p)(IDS, x), original(t, k, p, x.clone()))
+    same(x, before)  # the input is not written
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_topp_equals_transformers_after_topk(seed):
+def test_warp_equals_transformers_warpers(seed):
     for x in rows(seed):
-        for k in (1, 2, 50, 900, 3000):
-            y = TopKLogitsWarper(k)(IDS, TemperatureLogitsWarper(0.8)(IDS, x.clone()))
-            for p in (0.0, 0.3, 0.9, 0.95, 0.999, 1.0):
-                same(TopP(p)(IDS, y.clone()), TopPLogitsWarper(p)(IDS, y.clone()))
-            same(TopP(0.5, min_tokens_to_keep=3)(IDS, y.clone()), TopPLogitsWarper(0.5, min_tokens_to_keep=3)(IDS, y.clone()))
+        v = x.shape[1]
+        for t in (1.0, 0.8, 0.3):
+            for k in (0, 1, 2, 50, 400, 3000, v, v + 3):
+                for p in (0.0, 0.3, 0.9, 0.95, 0.999, 1.0):
+                    check_warp(t, k, p, x)
 
 
 def test_special_values_and_shapes_take_the_original():
     x = torch.randn(1, 300)
     x[0, 7], x[0, 9], x[0, 11] = float("nan"), float("inf"), float("-inf")
-    for k in (1, 5, 299):
-        same(TopK(k)(IDS, x.clone()), TopKLogitsWarper(k)(IDS, x.clone()))
-    for p in (0.5, 0.95):
-        same(TopP(p)(IDS, x.clone()), TopPLogitsWarper(p)(IDS, x.clone()))
+    y = torch.randn(1, 300)
+    y[0, 9] = float("inf")  # +inf without NaN: top-k is exact, top-p takes the original
+    for z in (x, y):
+        for k in (0, 1, 5, 299):
+            for p in (0.5, 0.95, 1.0):
+                check_warp(0.8, k, p, z)
     two = torch.randn(2, 100)
-    same(TopK(5)(IDS, two.clone()), TopKLogitsWarper(5)(IDS, two.clone()))
-    same(TopP(0.9)(IDS, two.clone()), TopPLogitsWarper(0.9)(IDS, two.clone()))
-    d = torch.randn(1, 100, dtype=torch.float64)
-    same(TopP(0.9)(IDS, d.clone()), TopPLogitsWarper(0.9)(IDS, d.clone()))
+    check_warp(0.8, 5, 0.9, two)
+    check_warp(0.8, 5, 0.9, torch.randn(1, 100, dtype=torch.float64))
+    check_warp(0.8, 5, 0.9, torch.randn(1, 200)[:, ::2])  # not contiguous
     zeros = torch.tensor([[0.0, -0.0, 1.0, 2.0] + [float("-inf")] * 20])  # -0.0 == 0.0: a tie
-    same(TopP(0.4)(IDS, zeros.clone()), TopPLogitsWarper(0.4)(IDS, zeros.clone()))
+    check_warp(1.0, 0, 0.4, zeros)
+    huge = torch.randn(1, 500) * 3e38  # overflows to inf when divided by 0.3: both sides alike
+    check_warp(0.3, 50, 0.9, huge)
 
 
 def check_draws(probs: torch.Tensor, seeds) -> None:
