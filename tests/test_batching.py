@@ -89,6 +89,14 @@ class _Hook(LogitsProcessor):
         return scores
 
 
+def raise_at(at: int, message: str):
+    """on_call hook: raise RuntimeError(message) at call `at` (a caller's processor failing mid-request)."""
+    def hook(n: int) -> None:
+        if n == at:
+            raise RuntimeError(message)
+    return hook
+
+
 def alone(served, prompt, cfg, stop_event=None, processors=()):
     return list(stream(*served, prompt, cfg, stop_event, processors))
 
@@ -209,15 +217,6 @@ def test_closing_an_unread_stream_frees_its_row(served):
 
 
 def test_errors_reach_only_their_own_caller(served, batcher):
-    class Boom(LogitsProcessor):
-        calls = 0
-
-        def __call__(self, input_ids, scores):
-            self.calls += 1
-            if self.calls == 3:
-                raise RuntimeError("boom in request 2")
-            return scores
-
     gate = Gate(at=2)
     good = batcher.submit("The plague", GREEDY, processors=[NoEot(gate)])
     assert gate.reached.wait(WAIT)
@@ -227,7 +226,7 @@ def test_errors_reach_only_their_own_caller(served, batcher):
         batcher.submit(b"bytes", GREEDY)
     with pytest.raises(TypeError, match="cfg must be an engine.generate.GenerationConfig"):
         batcher.submit("x", {"max_new_tokens": 5})
-    bad = batcher.submit("My Lord,", GREEDY, processors=[Boom()])
+    bad = batcher.submit("My Lord,", GREEDY, processors=[_Hook(raise_at(3, "boom in request 2"))])
     gate.release.set()
     got_good, got_bad = consume([good, bad])
     assert isinstance(got_bad, RuntimeError) and "boom in request 2" in str(got_bad)
@@ -343,17 +342,6 @@ def test_ids_picked_before_an_error_reach_the_reader_first(served, batcher, monk
     from `stream` alone, even when those ids are still held back for delivery (DELIVER_S 60 s)."""
     import engine.batching as B
 
-    class FailAt6(LogitsProcessor):
-        calls = 0
-
-        def __call__(self, input_ids, scores):
-            self.calls += 1
-            if self.calls == 6:
-                raise RuntimeError("boom at 6")
-            scores = scores.clone()
-            scores[:, 0] = float("-inf")
-            return scores
-
     monkeypatch.setattr(B, "DELIVER_S", 60.0)
     cfg = GenerationConfig(max_new_tokens=20, temperature=0)
 
@@ -364,6 +352,6 @@ def test_ids_picked_before_an_error_reach_the_reader_first(served, batcher, monk
                 got.append(e)
         return got
 
-    want = events(stream(*served, "London bridge", cfg, processors=[FailAt6()]))
+    want = events(stream(*served, "London bridge", cfg, processors=[NoEot(raise_at(6, "boom at 6"))]))
     assert "".join(e.text for e in want) != ""
-    assert events(batcher.submit("London bridge", cfg, processors=[FailAt6()])) == want
+    assert events(batcher.submit("London bridge", cfg, processors=[NoEot(raise_at(6, "boom at 6"))])) == want
